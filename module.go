@@ -1,0 +1,220 @@
+package sechard
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler hardens an API at the edge: it assigns request IDs (SEC-06), sets
+// security response headers (SEC-07), enforces a CORS allowlist (SEC-04),
+// limits request rates per route (SEC-09), resolves required secrets at
+// startup (SEC-03) and authenticates clients with API keys, JWTs or mTLS
+// identities (SEC-10).
+//
+// With no configuration at all, request IDs and security headers are on with
+// their defaults. CORS, rate limiting, secrets and auth are on only when
+// their object is present.
+//
+// The stages run on every request in this order: request ID, security
+// headers, CORS, rate limit, auth; the first stage that refuses a request
+// ends it with an error status (so `handle_errors` can shape the body), with
+// the request ID, security headers and CORS headers already set.
+type Handler struct {
+	// Secrets that must be present when the config loads (SEC-03). Secrets
+	// named by `auth` API keys are required automatically.
+	Secrets *Secrets `json:"secrets,omitempty"`
+
+	// How request IDs are accepted and generated (SEC-06). On by default.
+	RequestID *RequestID `json:"request_id,omitempty"`
+
+	// Security response headers (SEC-07). On by default.
+	SecurityHeaders *SecurityHeaders `json:"security_headers,omitempty"`
+
+	// The CORS allowlist (SEC-04). Off unless present.
+	CORS *CORS `json:"cors,omitempty"`
+
+	// Per-client, per-route rate limits (SEC-09). Off unless present.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// Authentication and per-endpoint scopes (SEC-10). Off unless present.
+	Auth *Auth `json:"auth,omitempty"`
+
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.sechard",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves secrets and compiles every stage, so that ServeHTTP only
+// reads what was built here.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.RequestID == nil {
+		h.RequestID = new(RequestID)
+	}
+	if h.SecurityHeaders == nil {
+		h.SecurityHeaders = new(SecurityHeaders)
+	}
+	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now}
+
+	var err error
+	env.secrets, err = h.Secrets.resolve(env, h.Auth.requiredSecrets())
+	if err != nil {
+		return err
+	}
+	if err := h.RequestID.provision(env); err != nil {
+		return fmt.Errorf("provisioning request_id: %w", err)
+	}
+	if err := h.SecurityHeaders.provision(env); err != nil {
+		return fmt.Errorf("provisioning security_headers: %w", err)
+	}
+	if err := h.CORS.provision(env); err != nil {
+		return fmt.Errorf("provisioning cors: %w", err)
+	}
+	if err := h.RateLimit.provision(env); err != nil {
+		return fmt.Errorf("provisioning rate_limit: %w", err)
+	}
+	if err := h.Auth.provision(env); err != nil {
+		return fmt.Errorf("provisioning auth: %w", err)
+	}
+	return nil
+}
+
+// Validate checks the configuration for contradictions that Provision did
+// not already reject.
+func (h *Handler) Validate() error {
+	for _, m := range []string{modeOf(h.CORS), modeOf(h.RateLimit), modeOf(h.Auth)} {
+		if m != "" && m != modeEnforce && m != modeReport {
+			return fmt.Errorf("mode must be %q or %q, got %q", modeEnforce, modeReport, m)
+		}
+	}
+	return nil
+}
+
+// Cleanup releases what the stages hold across reloads (rate-limit state,
+// Redis clients, background refreshers).
+func (h *Handler) Cleanup() error {
+	return errors.Join(h.RateLimit.cleanup(), h.Auth.cleanup())
+}
+
+// ServeHTTP runs the stages in the contract's order. Each stage returns a
+// decision; conclude turns a refusal into the response.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	ex := &exchange{r: r, repl: r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)}
+
+	h.RequestID.assign(ex)                // 1. SEC-06: before anything can log or respond
+	ex.w = h.SecurityHeaders.apply(w, ex) // 2. SEC-07: on every response that leaves through here
+
+	if done, err := h.conclude(ex, "cors", h.CORS.mode(), h.CORS.decide(ex)); done {
+		return err // 3. SEC-04
+	}
+	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decide(ex)); done {
+		return err // 4. SEC-09: before auth, so credential floods never reach the verifier
+	}
+	if done, err := h.conclude(ex, "auth", h.Auth.mode(), h.Auth.decide(ex)); done {
+		return err // 5. SEC-10
+	}
+	return next.ServeHTTP(ex.w, ex.r)
+}
+
+// exchange is what the stages of one request share. Stages may replace r
+// (e.g. auth passes on a request with identity headers).
+type exchange struct {
+	w         http.ResponseWriter
+	r         *http.Request
+	repl      *caddy.Replacer
+	requestID string
+}
+
+// decision is what a stage says about a request: go on (the zero value),
+// answer it here (a CORS preflight), or refuse it with a status.
+type decision struct {
+	// Status is 0 to let the request go on; otherwise the response status.
+	Status int
+	// Answer is true when sechard itself answers successfully (Status is a
+	// 2xx and no error is returned), as for an allowed CORS preflight.
+	Answer bool
+	// Reason is a short, low-cardinality name for a refusal, such as
+	// "rate_limited" or "auth_invalid"; it goes into logs and metrics.
+	Reason string
+	// Detail says more for logs and the error value; never a secret.
+	Detail string
+	// Header holds headers sent only with this answer or refusal (e.g.
+	// Retry-After, WWW-Authenticate). Headers for every response are set by
+	// the stage directly.
+	Header http.Header
+}
+
+// allow is the decision to let a request go on.
+var allow = decision{}
+
+const (
+	modeEnforce = "enforce"
+	modeReport  = "report"
+)
+
+// conclude applies a stage's decision. It reports done when the request must
+// not go further, with the error to return from ServeHTTP.
+func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done bool, err error) {
+	if d.Status == 0 {
+		return false, nil
+	}
+	if mode == modeReport && !d.Answer {
+		// Report mode: decided exactly as in enforcement, logged, not applied.
+		if c := h.logger.Check(zapcore.WarnLevel, "would refuse request"); c != nil {
+			c.Write(zap.String("stage", stage), zap.String("reason", d.Reason), zap.String("detail", d.Detail),
+				zap.Int("status", d.Status), zap.String("request_id", ex.requestID), zap.Bool("enforced", false))
+		}
+		return false, nil
+	}
+	hdr := ex.w.Header()
+	for k, v := range d.Header {
+		hdr[k] = v
+	}
+	if d.Answer {
+		ex.w.WriteHeader(d.Status)
+		return true, nil
+	}
+	msg := d.Reason
+	if d.Detail != "" {
+		msg += ": " + d.Detail
+	}
+	return true, caddyhttp.Error(d.Status, errors.New(msg))
+}
+
+// provisionEnv carries what stages need while they are provisioned.
+type provisionEnv struct {
+	caddy.Context
+	logger  *zap.Logger      // the module's logger; stages name their own child
+	secrets secretValues     // resolved secrets (SEC-03)
+	now     func() time.Time // the clock; tests replace it
+}
+
+// moder is a stage with an enforce/report mode.
+type moder interface{ mode() string }
+
+func modeOf(m moder) string { return m.mode() }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
