@@ -100,7 +100,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := make(map[string]bool)
 	for d.NextBlock(0) {
+		if seen[d.Val()] {
+			return d.Errf("sechard: %s given more than once; put all of its options in one block", d.Val())
+		}
+		seen[d.Val()] = true
 		var err error
 		switch d.Val() {
 		case "secrets":
