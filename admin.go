@@ -50,7 +50,7 @@ type revocationRequest struct {
 	JTI string `json:"jti,omitempty"`
 	Exp int64  `json:"exp,omitempty"`
 	// Sub revokes a subject's tokens issued before Before (unix seconds;
-	// default: now).
+	// default: every token issued until now, this second included).
 	Sub    string `json:"sub,omitempty"`
 	Before *int64 `json:"before,omitempty"`
 }
@@ -187,7 +187,9 @@ func (req revocationRequest) entry(now time.Time) (revocationEntry, error) {
 		if req.Exp != 0 {
 			return revocationEntry{}, errors.New("exp goes with jti; a sub takes before")
 		}
-		before := now.Unix()
+		// Default: every token issued up to now. iat has whole seconds, so
+		// a token issued in this very second (iat == now) is included too.
+		before := now.Unix() + 1
 		if req.Before != nil {
 			before = *req.Before
 		}

@@ -103,7 +103,8 @@ cache_ttl; without one it applies to this Caddy process only.
 --jti and --exp revoke one token (exp is its exp claim, unix seconds, so the
 revocation expires with it). --token takes both from a token you hold (its
 signature is not checked). --sub revokes a subject's tokens issued before
---before (unix seconds; default now): the compromised-client case.
+--before (unix seconds; default: every token issued until now, this second
+included): the compromised-client case.
 
 The admin address is --address, else the admin address in --config, else
 Caddy's default (localhost:2019, or $CADDY_ADMIN), as for 'caddy stop'.
@@ -114,7 +115,7 @@ Caddy's default (localhost:2019, or $CADDY_ADMIN), as for 'caddy stop'.
 			revoke.Flags().Int64("exp", 0, "The token's exp (unix seconds)")
 			revoke.Flags().String("token", "", "A JWT to revoke (jti and exp are read from it)")
 			revoke.Flags().String("sub", "", "A subject whose tokens to revoke")
-			revoke.Flags().Int64("before", 0, "Revoke the subject's tokens issued before this time (unix seconds; default now)")
+			revoke.Flags().Int64("before", 0, "Revoke the subject's tokens issued before this time (unix seconds; default: every token issued until now)")
 			revoke.Flags().String("address", "", "The address of the admin API, if not the default")
 			revoke.Flags().StringP("config", "c", "", "Configuration file to read the admin address from, if --address is not used")
 			revoke.Flags().StringP("adapter", "a", "", "Name of config adapter to apply (when --config is used)")

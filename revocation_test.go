@@ -2,7 +2,10 @@ package sechard
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -491,4 +494,126 @@ func BenchmarkRevokedCacheHit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// requireAuthWithRevocation skips an end-to-end test until the auth stage
+// (another branch) parses `jwt` and dispatches `revocation`: the stub on main
+// rejects every auth option. Once auth is merged, any other adapt error fails.
+func requireAuthWithRevocation(t *testing.T, site string) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "Caddyfile")
+	writeFile(t, cfg, strings.ReplaceAll(site, "{PORT}", "8080"))
+	out, err := runCaddy(t, nil, "adapt", "--config", cfg, "--adapter", "caddyfile")
+	if err != nil && strings.Contains(out, "unrecognized auth option") {
+		t.Skipf("auth stage not merged yet: %s", strings.TrimSpace(out))
+	}
+	if err != nil {
+		t.Fatalf("adapt: %v\n%s", err, out)
+	}
+}
+
+// mintToken runs `caddy sechard token` and returns the token and its jti.
+func mintToken(t *testing.T, key, sub string) (token, jti string) {
+	t.Helper()
+	out, err := runCaddy(t, nil, "sechard", "token", "--key", key, "--sub", sub, "--scopes", "nl-query:read", "--ttl", "2m")
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, out)
+	}
+	token = strings.TrimSpace(out)
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q", token)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	json.Unmarshal(raw, &c)
+	return token, c.JTI
+}
+
+func revocationSite(pub, revocationBlock string) string {
+	return fmt.Sprintf(`http://127.0.0.1:{PORT} {
+	sechard {
+		auth {
+			phase jwt_only
+			jwt {
+				public_key %s
+			}
+			revocation {
+%s
+			}
+		}
+	}
+	respond "hello {http.auth.user.id}"
+}`, pub, revocationBlock)
+}
+
+func requireStatus(t *testing.T, s *caddyServer, token string, want int) {
+	t.Helper()
+	resp := s.Get("/data", "Authorization", "Bearer "+token)
+	if resp.StatusCode != want {
+		t.Fatalf("GET with token: %d %q, want %d", resp.StatusCode, readBody(resp), want)
+	}
+	if want == http.StatusUnauthorized && !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("WWW-Authenticate %q, want error=\"invalid_token\"", resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestRevocationEndToEndNextRequestIsRefused(t *testing.T) {
+	priv, pub, _ := keygen(t, "ES256")
+	file := filepath.Join(t.TempDir(), "revoked.txt")
+	writeFile(t, file, "# revoked tokens\n")
+	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
+	requireAuthWithRevocation(t, site)
+	s := startCaddy(t, site)
+
+	// Through the admin API (the CLI): the next request is refused.
+	tok, _ := mintToken(t, priv, "service-bi")
+	requireStatus(t, s, tok, http.StatusOK)
+	if out, err := runCaddy(t, nil, "sechard", "revoke", "--address", s.AdminAddr, "--token", tok); err != nil {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	requireStatus(t, s, tok, http.StatusUnauthorized)
+	other, _ := mintToken(t, priv, "service-bi")
+	requireStatus(t, s, other, http.StatusOK)
+
+	// Through the file: refused within refresh.
+	fileTok, fileJTI := mintToken(t, priv, "service-etl")
+	requireStatus(t, s, fileTok, http.StatusOK)
+	writeFile(t, file, "# revoked tokens\n"+fileJTI+"\n")
+	waitUntil(t, time.Second, "file revocation honoured", func() bool {
+		return s.Get("/data", "Authorization", "Bearer "+fileTok).StatusCode == http.StatusUnauthorized
+	})
+
+	// By subject: every token it holds now is refused, later ones are not.
+	if out, err := runCaddy(t, nil, "sechard", "revoke", "--address", s.AdminAddr, "--sub", "service-bi"); err != nil {
+		t.Fatalf("revoke --sub: %v\n%s", err, out)
+	}
+	requireStatus(t, s, other, http.StatusUnauthorized)
+	time.Sleep(1100 * time.Millisecond) // iat has whole seconds
+	fresh, _ := mintToken(t, priv, "service-bi")
+	requireStatus(t, s, fresh, http.StatusOK)
+}
+
+func TestRevocationEndToEndFleetViaRedisWithinCacheTTL(t *testing.T) {
+	r := startRedis(t)
+	priv, pub, _ := keygen(t, "EdDSA")
+	const cacheTTL = 300 * time.Millisecond
+	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tredis %s\n\t\t\t\tcache_ttl 300ms", r.URL))
+	requireAuthWithRevocation(t, site)
+	a := startCaddy(t, site)
+	b := startCaddy(t, site)
+
+	tok, _ := mintToken(t, priv, "service-bi")
+	requireStatus(t, a, tok, http.StatusOK)
+	requireStatus(t, b, tok, http.StatusOK)
+	if out, err := runCaddy(t, nil, "sechard", "revoke", "--address", a.AdminAddr, "--token", tok); err != nil {
+		t.Fatalf("revoke on a: %v\n%s", err, out)
+	}
+	requireStatus(t, a, tok, http.StatusUnauthorized) // the node posted to: at once
+	took := waitUntil(t, cacheTTL+700*time.Millisecond, "revocation reaches b", func() bool {
+		return b.Get("/data", "Authorization", "Bearer "+tok).StatusCode == http.StatusUnauthorized
+	})
+	t.Logf("server b refused the token %v after the revocation", took)
 }
