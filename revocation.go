@@ -65,6 +65,10 @@ type Revocation struct {
 	// snap is what the request path reads: an immutable set swapped whole.
 	snap atomic.Pointer[revocationSet]
 
+	// pollMu serialises Redis reads, so an older read (the poller's) never
+	// replaces a newer one (an admin call's refreshNow).
+	pollMu sync.Mutex
+
 	// mu guards the per-source lists below and serialises rebuilds.
 	mu         sync.Mutex
 	fileList   []revocationEntry
@@ -221,6 +225,7 @@ func (rv *Revocation) cleanup() error {
 	}
 	unregisterRevocation(rv)
 	rv.cancel()
+	rv.cancel = nil // Caddy may call Cleanup again after a failed Validate
 	<-rv.done
 	if rv.client != nil {
 		return rv.client.Close()
@@ -407,6 +412,8 @@ func parseRevocationLine(fields []string) (revocationEntry, string) {
 // unreachable, the last known list keeps applying; the outage is logged
 // once, and once when Redis is back.
 func (rv *Revocation) pollRedis(parent context.Context) {
+	rv.pollMu.Lock()
+	defer rv.pollMu.Unlock()
 	timeout := min(time.Duration(rv.CacheTTL), time.Second)
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
@@ -650,5 +657,8 @@ func activeRevocations() []*Revocation {
 
 // entries returns the instance's current local view.
 func (rv *Revocation) entries() []revocationEntry {
-	return rv.snap.Load().entries
+	if s := rv.snap.Load(); s != nil {
+		return s.entries
+	}
+	return nil
 }

@@ -617,3 +617,35 @@ func TestRevocationEndToEndFleetViaRedisWithinCacheTTL(t *testing.T) {
 	})
 	t.Logf("server b refused the token %v after the revocation", took)
 }
+
+func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
+	env, _ := newRevocationEnv(t)
+	rv := provisionRevocation(t, env, &Revocation{})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				rv.revoked("race-jti-7", "race-sub", time.Now())
+			}
+		}
+	}()
+	now := time.Now()
+	for i := range 50 {
+		e, err := revocationRequest{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.entry(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		localRevocations.add(e, now.Unix())
+		rv.refreshNow(context.Background())
+	}
+	close(stop)
+	<-done
+	if !rv.revoked("race-jti-49", "", now) {
+		t.Fatal("last update not visible")
+	}
+}
