@@ -365,24 +365,28 @@ func (c *CORS) originAllowed(origin string) bool {
 // capacity-limited one-element slices, so a later handler's append can
 // never write into another header's value or another request's.
 func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) {
-	v := new([4]string)
-	if allowed {
-		v[0] = origin
-		hdr["Access-Control-Allow-Origin"] = v[0:1:1]
-		if c.Credentials {
-			v[1] = "true"
-			hdr["Access-Control-Allow-Credentials"] = v[1:2:2]
-		}
-		if c.exposeValue != "" {
-			v[2] = c.exposeValue
-			hdr["Access-Control-Expose-Headers"] = v[2:3:3]
-		}
-	}
-	v[3] = "Origin"
+	vary := "Origin"
 	if options {
-		v[3] = varyPreflight
+		vary = varyPreflight
 	}
-	addVary(hdr, v[3:4:4])
+	if !allowed {
+		v := new([1]string)
+		v[0] = vary
+		addVary(hdr, v[0:1:1])
+		return
+	}
+	v := new([4]string)
+	v[0], v[1] = vary, origin
+	addVary(hdr, v[0:1:1])
+	hdr["Access-Control-Allow-Origin"] = v[1:2:2]
+	if c.Credentials {
+		v[2] = "true"
+		hdr["Access-Control-Allow-Credentials"] = v[2:3:3]
+	}
+	if c.exposeValue != "" {
+		v[3] = c.exposeValue
+		hdr["Access-Control-Expose-Headers"] = v[3:4:4]
+	}
 }
 
 // addVary adds the Vary value in one (a fresh one-element slice) to what hdr
