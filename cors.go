@@ -419,14 +419,14 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 	default:
 		if bad, ok := c.headersAllowed(ex.r.Header["Access-Control-Request-Headers"]); !ok {
 			if bad == "" {
-				reason = "Access-Control-Request-Headers is too long"
+				reason = "Access-Control-Request-Headers is too long or lists too many names"
 			} else {
 				reason = "request header " + quoteForLog(bad) + " is not allowed"
 			}
 		}
 	}
 
-	v := new([7]string)
+	v := new([6]string)
 	v[0] = varyPreflight
 	addVary(hdr, v[0:1:1])
 	if reason != "" {
