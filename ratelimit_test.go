@@ -527,3 +527,21 @@ func TestRateLimitNilIsOff(t *testing.T) {
 		t.Fatal("nil stage")
 	}
 }
+
+// BenchmarkRateLimitDecide is the whole stage on the request path: client
+// key from the replacer, route match, store decision, RateLimit headers.
+func BenchmarkRateLimitDecide(b *testing.B) {
+	c := newTestRateLimit(b, "rate 1000000000/1s\nroute /nl-query/* 1000000000/1s\ntotal 1000000000/1s", newFakeClock())
+	c.now = time.Now
+	req := httptest.NewRequest(http.MethodGet, "/nl-query/run", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "10.0.0.1"}))
+	repl := caddyhttp.NewTestReplacer(req)
+	rec := httptest.NewRecorder()
+	ex := &exchange{w: rec, r: req, repl: repl}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := c.decide(ex); d.Status != 0 {
+			b.Fatal(d)
+		}
+	}
+}

@@ -36,8 +36,8 @@ const memEvictSample = 8
 // still owe the most. A sweeper goroutine forgets idle keys (TAT passed)
 // periodically; it stops when the store is destructed.
 type memoryStore struct {
+	shards [memShardCount]memShard // first, so the 32 KiB array starts page-aligned
 	seed   maphash.Seed
-	shards [memShardCount]memShard
 
 	now  func() time.Time
 	stop chan struct{}
@@ -49,7 +49,7 @@ type memShard struct {
 	m    map[uint64]int64 // key digest → TAT in Unix nanoseconds
 	peak int              // largest len(m) since the map was last rebuilt
 	max  int              // capacity: this shard's share of max_keys
-	_    [32]byte         // keep shards on separate cache lines
+	_    [96]byte         // keep shards on separate cache-line pairs (no false sharing)
 }
 
 // newMemoryStore makes a store holding at most max(maxKeys, 256) keys. With
