@@ -541,10 +541,9 @@ func (c *RateLimit) decide(ex *exchange) decision {
 
 	var ok bool
 	if c.redis != nil {
-		var d decision
-		ok, d = c.redis.take(ex, c, now, client, bs)
-		if d.Status != 0 || d.Answer {
-			return d
+		var d *decision
+		if ok, d = c.redis.take(c, now, client, bs); d != nil {
+			return *d // Redis could not decide, and on_store_error is allow or deny
 		}
 	} else {
 		ok = c.mem.take(now.UnixNano(), client, bs)

@@ -52,14 +52,14 @@ func newTestRateLimit(t testing.TB, body string, clock *fakeClock) *RateLimit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	provisionTestRateLimit(t, c, clock)
+	provisionTestRateLimit(t, c, clock.now, zap.NewNop(), nil)
 	return c
 }
 
-func provisionTestRateLimit(t testing.TB, c *RateLimit, clock *fakeClock) {
+func provisionTestRateLimit(t testing.TB, c *RateLimit, now func() time.Time, logger *zap.Logger, secrets secretValues) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	env := &provisionEnv{Context: ctx, logger: zap.NewNop(), now: clock.now}
+	env := &provisionEnv{Context: ctx, logger: logger, now: now, secrets: secrets}
 	if err := c.provision(env); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -544,4 +544,8 @@ func BenchmarkRateLimitDecide(b *testing.B) {
 			b.Fatal(d)
 		}
 	}
+}
+
+func newTestContext() (caddy.Context, context.CancelFunc) {
+	return caddy.NewContext(caddy.Context{Context: context.Background()})
 }

@@ -127,7 +127,8 @@ func (s *memoryStore) take(now int64, client string, bs []budget) bool {
 		s0, s1 := &s.shards[k0%memShardCount], &s.shards[k1%memShardCount]
 		t0, e0 := s0.m[k0]
 		t1, e1 := s1.m[k1]
-		ok := takeBoth(bs, t0, t1, now)
+		tats := [2]int64{t0, t1}
+		ok := evaluate(bs, tats[:], now, false)
 		if ok {
 			s0.store(k0, bs[0].res.tat, e0, now)
 			if s1 == s0 { // storing k0 may have evicted k1, or be k1
@@ -144,23 +145,32 @@ func (s *memoryStore) take(now int64, client string, bs []budget) bool {
 	return true
 }
 
-// takeBoth decides a request against two budgets with TATs t0 and t1: it is
-// admitted only if both admit it; a budget that admitted a request refused
-// by the other reports itself unspent.
-func takeBoth(bs []budget, t0, t1, now int64) bool {
-	r0, r1 := bs[0].limit.mem.check(t0, now), bs[1].limit.mem.check(t1, now)
-	if r0.allowed && r1.allowed {
-		bs[0].res, bs[1].res = r0, r1
-		return true
+// evaluate decides a request against the budgets bs (one or two) whose
+// stored TATs are tats: it is admitted only if every budget admits it; a
+// budget that would have admitted a request refused by another reports
+// itself unspent. Limits are taken in Redis units (µs) when red is set.
+func evaluate(bs []budget, tats []int64, now int64, red bool) bool {
+	ok := true
+	for i := range bs {
+		l := bs[i].limit.mem
+		if red {
+			l = bs[i].limit.red
+		}
+		bs[i].res = l.check(tats[i], now)
+		ok = ok && bs[i].res.allowed
 	}
-	if r0.allowed {
-		r0 = bs[0].limit.mem.refused(t0, now)
+	if !ok {
+		for i := range bs {
+			if bs[i].res.allowed {
+				l := bs[i].limit.mem
+				if red {
+					l = bs[i].limit.red
+				}
+				bs[i].res = l.refused(tats[i], now)
+			}
+		}
 	}
-	if r1.allowed {
-		r1 = bs[1].limit.mem.refused(t1, now)
-	}
-	bs[0].res, bs[1].res = r0, r1
-	return false
+	return ok
 }
 
 // store sets k's TAT, evicting another key first if k is new (not exists)
