@@ -517,7 +517,11 @@ func (c *RateLimit) budgets(r *http.Request, bs *[2]budget) []budget {
 		}
 	}
 	if !matched && c.deflt != nil {
-		bs[n] = budget{kind: 'p', tag: path.Clean("/" + r.URL.Path), limit: c.deflt}
+		p := r.URL.Path
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+		bs[n] = budget{kind: 'p', tag: path.Clean(p), limit: c.deflt}
 		n++
 	}
 	if c.total != nil {

@@ -26,7 +26,7 @@ const memEvictSample = 8
 // included) costs the same 16 bytes plus map overhead, and clients cannot
 // aim collisions at each other. Two different (client, budget) pairs
 // colliding in 64 bits would share one budget; with a million keys the odds
-// are about 1 in 3·10⁷.
+// are about 1 in 4·10⁷.
 //
 // Size is bounded by maxKeys: a shard that is full makes room for a new key
 // by evicting, among a few sampled entries, the one with the earliest TAT

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -407,4 +411,86 @@ func TestRateLimitRedisPasswordNotInCaddyLogs(t *testing.T) {
 	if strings.Contains(s.Logs(), pw) {
 		t.Fatalf("password in logs:\n%s", s.Logs())
 	}
+}
+
+// BenchmarkRateLimitRedis measures decisions through the Redis store (one
+// EVALSHA round trip each) at 1 and 64 concurrent callers, next to
+// redis-benchmark running the same script with EVALSHA against the same
+// server at 64 connections.
+func BenchmarkRateLimitRedis(b *testing.B) {
+	r := startRedis(b)
+	c, _ := newRedisRateLimit(b, "rate 1000000000/1s\nstore redis "+r.URL+"\nstore_timeout 1s", nil)
+	bud := benchBudget(b)
+	clients := benchClients(1024)
+	decide := func(i int, bs []budget) {
+		if ok, d := c.redis.take(c, time.Now(), clients[i&1023], bs); !ok || d != nil {
+			b.Fatal("refused or store failed")
+		}
+	}
+	b.Run("callers=1", func(b *testing.B) {
+		bs := []budget{bud}
+		i := 0
+		for b.Loop() {
+			decide(i, bs)
+			i++
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
+	b.Run("callers=64", func(b *testing.B) {
+		b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		var seq atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			bs := []budget{bud}
+			i := int(seq.Add(1)) * 7
+			for pb.Next() {
+				decide(i, bs)
+				i++
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
+	b.Run("latency/callers=1", func(b *testing.B) {
+		bs := []budget{bud}
+		lat := make([]time.Duration, 0, b.N)
+		i := 0
+		for b.Loop() {
+			start := time.Now()
+			decide(i, bs)
+			lat = append(lat, time.Since(start))
+			i++
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	})
+	b.Run("redis-benchmark/callers=64", func(b *testing.B) {
+		rb, err := exec.LookPath("redis-benchmark")
+		if err != nil {
+			b.Skip("redis-benchmark not installed")
+		}
+		cl := inspect(b, r.Addr)
+		sha, err := gcraScript.Load(context.Background(), cl).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := max(b.N, 1000)
+		args := []string{"-h", "127.0.0.1", "-p", fmt.Sprint(r.Port), "-c", "64", "-n", fmt.Sprint(n),
+			"-r", "1024", "--csv", "EVALSHA", sha, "1", "sechard:rl:bench:{__rand_int__}:p",
+			fmt.Sprint(bud.limit.red.interval), fmt.Sprint(bud.limit.red.tolerance)}
+		b.ResetTimer()
+		out, err := exec.Command(rb, args...).CombinedOutput()
+		if err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		b.StopTimer()
+		// CSV: "test","rps",...
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		fields := strings.Split(lines[len(lines)-1], ",")
+		rps, err := strconv.ParseFloat(strings.Trim(fields[1], `"`), 64)
+		if err != nil {
+			b.Fatalf("parsing %q: %v", out, err)
+		}
+		b.ReportMetric(rps, "decisions/s")
+		b.Logf("redis-benchmark %s\n%s", strings.Join(args, " "), out)
+	})
 }
