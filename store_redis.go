@@ -257,5 +257,6 @@ func (b *breaker) success() bool {
 	if b.openUntil.Load() != 0 {
 		b.openUntil.Store(0)
 	}
-	return b.down.CompareAndSwap(true, false)
+	// Load first: the common case (no outage) then writes nothing.
+	return b.down.Load() && b.down.CompareAndSwap(true, false)
 }

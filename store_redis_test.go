@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -187,26 +188,50 @@ func TestRateLimitBreaker(t *testing.T) {
 	}
 }
 
-// startRedisWithPassword starts a redis-server that requires a password.
-func startRedisWithPassword(t *testing.T, password string) string {
+// startRedisWith starts a redis-server with extra arguments and waits until
+// a client with opts answers; it returns the TCP address.
+func startRedisWith(t *testing.T, opts *redis.Options, extra ...string) string {
 	bin := requireTool(t, "redis-server")
 	port := freePort(t)
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir(), "--requirepass", password)
+	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", t.TempDir()}, extra...)
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cl := redis.NewClient(&redis.Options{Addr: addr, Password: password})
+	if opts.Addr == "" {
+		opts.Addr = addr
+	}
+	cl := redis.NewClient(opts)
 	defer cl.Close()
 	for deadline := time.Now().Add(10 * time.Second); cl.Ping(context.Background()).Err() != nil; {
 		if time.Now().After(deadline) {
-			t.Fatal("redis-server with password not ready")
+			t.Fatal("redis-server not ready")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return addr
+}
+
+func startRedisWithPassword(t *testing.T, password string) string {
+	return startRedisWith(t, &redis.Options{Password: password}, "--requirepass", password)
+}
+
+// TestRateLimitRedisUnixSocketAndDB: a unix:// URL with a DB number.
+func TestRateLimitRedisUnixSocketAndDB(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	startRedisWith(t, &redis.Options{Network: "unix", Addr: sock}, "--unixsocket", sock)
+	c, logs := newRedisRateLimit(t, "rate 1/1m\nstore redis unix://"+sock+"?db=3", nil)
+	if got := []int{hit(c, "10.0.0.1", "/x").status, hit(c, "10.0.0.1", "/x").status}; !equalInts(got, []int{200, 429}) {
+		t.Fatalf("got %v; logs %v", got, logs.All())
+	}
+	cl := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, DB: 3})
+	defer cl.Close()
+	if keys, _ := cl.Keys(context.Background(), "sechard:rl:*").Result(); len(keys) != 1 {
+		t.Fatalf("keys in DB 3: %v", keys)
+	}
 }
 
 // TestRateLimitRedisPassword: a password from a secret name, or in the URL;
