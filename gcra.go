@@ -45,8 +45,15 @@ func newGCRALimit(n int, period time.Duration, burst int, unit time.Duration) (g
 	if t < 1 {
 		t = 1
 	}
+	// B·T must fit, with room to add it to a Unix time in nanoseconds.
+	if int64(burst) > maxTolerance/int64(unit)/t {
+		return gcraLimit{}, fmt.Errorf("limit %d/%v burst %d: a full bucket would take over 100 years to refill", n, period, burst)
+	}
 	return gcraLimit{interval: t, tolerance: t * int64(burst), burst: int64(burst)}, nil
 }
+
+// maxTolerance bounds B·T (in nanoseconds): 100 years.
+const maxTolerance = 100 * 365 * 24 * int64(time.Hour)
 
 // gcraResult is the outcome of one request against one limit.
 type gcraResult struct {

@@ -546,7 +546,7 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	var ok bool
 	if c.redis != nil {
 		var d *decision
-		if ok, d = c.redis.take(c, now, client, bs); d != nil {
+		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
 			return *d // Redis could not decide, and on_store_error is allow or deny
 		}
 	} else {

@@ -510,6 +510,7 @@ func TestRateLimitProvisionErrors(t *testing.T) {
 		"negative burst":   {Rate: &RateSpec{Events: 1, Window: caddy.Duration(time.Second), Burst: -1}},
 		"unknown store":    {Rate: &RateSpec{Events: 1, Window: caddy.Duration(time.Second)}, Store: "disk"},
 		"bad on_error":     {Rate: &RateSpec{Events: 1, Window: caddy.Duration(time.Second)}, OnStoreError: "panic"},
+		"overflowing":      {Rate: &RateSpec{Events: 1, Window: caddy.Duration(365 * 24 * time.Hour), Burst: 1 << 40}},
 	} {
 		if err := c.provision(env); err == nil {
 			c.cleanup()
@@ -548,4 +549,35 @@ func BenchmarkRateLimitDecide(b *testing.B) {
 
 func newTestContext() (caddy.Context, context.CancelFunc) {
 	return caddy.NewContext(caddy.Context{Context: context.Background()})
+}
+
+// FuzzRateLimitDecide: any path and client key is decided without panic,
+// and the header values stay ASCII without the request's path in them.
+func FuzzRateLimitDecide(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "//x//", "/nl-query/\x00", "/%2e%2e/", strings.Repeat("/a", 3000)} {
+		f.Add(s, "10.0.0.1")
+	}
+	c := newTestRateLimit(f, "rate 5/1m\nroute /nl-query/* 2/1s\ntotal 100/1m\nkey {http.request.header.X-K}", newFakeClock())
+	f.Fuzz(func(t *testing.T, p, key string) {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL.Path = p
+		req.Header.Set("X-K", key)
+		repl := caddyhttp.NewTestReplacer(req)
+		rec := httptest.NewRecorder()
+		d := c.decide(&exchange{w: rec, r: req, repl: repl})
+		if d.Status != 0 && d.Status != 429 {
+			t.Fatal(d)
+		}
+		for _, h := range []string{"RateLimit", "RateLimit-Policy"} {
+			v := rec.Header().Get(h)
+			for i := 0; i < len(v); i++ {
+				if v[i] < 0x20 || v[i] > 0x7e {
+					t.Fatalf("%s: %q", h, v)
+				}
+			}
+			if len(p) > 12 && strings.Contains(v, p) {
+				t.Fatalf("%s echoes the path: %q", h, v)
+			}
+		}
+	})
 }

@@ -148,20 +148,21 @@ func redactURL(raw string) string {
 // take decides a request through Redis. It returns a decision to use as is
 // when Redis could not decide and onErr says what to do instead; otherwise
 // nil, with bs filled in as the memory store would.
-func (s *redisStore) take(c *RateLimit, now time.Time, client string, bs []budget) (bool, *decision) {
+func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client string, bs []budget) (bool, *decision) {
 	nowNs := now.UnixNano()
 	if s.breaker.allow(nowNs) {
 		ok, err := s.eval(client, bs)
 		if err == nil {
 			if s.breaker.success() {
 				s.logger.Warn("rate-limit store available again; limits are shared again",
-					zap.String("store", s.redacted))
+					zap.String("store", s.redacted), zap.String("request_id", requestID))
 			}
 			return ok, nil
 		}
 		if s.breaker.failure(nowNs, redisBackoff) {
 			s.logger.Error("rate-limit store unavailable; deciding without it until it answers again",
-				zap.String("store", s.redacted), zap.String("on_store_error", s.onErr), zap.Error(err))
+				zap.String("store", s.redacted), zap.String("on_store_error", s.onErr), zap.Error(err),
+				zap.String("request_id", requestID))
 		}
 	}
 	switch s.onErr {

@@ -448,7 +448,7 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 	bud := benchBudget(b)
 	clients := benchClients(1024)
 	decide := func(i int, bs []budget) {
-		if ok, d := c.redis.take(c, time.Now(), clients[i&1023], bs); !ok || d != nil {
+		if ok, d := c.redis.take(c, "", time.Now(), clients[i&1023], bs); !ok || d != nil {
 			b.Fatal("refused or store failed")
 		}
 	}
