@@ -74,7 +74,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now}
 
 	var err error
-	env.secrets, err = h.Secrets.resolve(env, h.Auth.requiredSecrets())
+	env.secrets, err = h.Secrets.resolve(env, append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...))
 	if err != nil {
 		return err
 	}

@@ -1,24 +1,490 @@
 package sechard
 
-import "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
 
-// RateLimit limits request rates per client and route (SEC-09). STUB: the
-// rate-limit issue replaces this.
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// RateLimit limits request rates per client and route (SEC-09).
+//
+// Requests are counted per (client key, route). The route of a request is
+// the first `routes` entry whose path pattern matches it; a request matched
+// by none is counted per cleaned path (path.Clean, no query) under the
+// default `rate`. `total`, when set, is one more budget per client that
+// every request spends too, so a client cannot escape its limits by varying
+// paths. A request is admitted only if every budget it spends admits it,
+// and a refused request spends nothing.
+//
+// Each limit is a GCRA (token bucket) of N requests per window with a burst:
+// a client starts with `burst` requests available (default N), and gets one
+// back every window/N. Responses carry `RateLimit-Policy` and `RateLimit`
+// (draft-ietf-httpapi-ratelimit-headers-10); refusals are 429 with
+// `Retry-After`.
 type RateLimit struct {
-	// Mode is enforce (default) or report.
+	// Key is a placeholder template that identifies the client. Default:
+	// `{http.vars.client_ip}` (the Caddyfile's `{client_ip}`), which
+	// honours the server's `trusted_proxies`; behind a CDN, configure
+	// `trusted_proxies` rather than keying on `{remote_host}`, or every
+	// user shares the CDN's budget.
+	Key string `json:"key,omitempty"`
+
+	// Rate is the default limit, applied per client to each distinct path
+	// that no route matches. Without it, such paths are limited only by
+	// Total.
+	Rate *RateSpec `json:"rate,omitempty"`
+
+	// Routes are path patterns with their own limit, checked in order; the
+	// first match wins, and every path it matches shares one budget per
+	// client. Patterns are those of Caddy's path matcher (`/exact`,
+	// `/prefix/*`, `*.suffix`, `*substring*`), matched case-insensitively
+	// on the cleaned path.
+	Routes []RouteLimit `json:"routes,omitempty"`
+
+	// Total is an optional per-client budget that every request spends in
+	// addition to its route's, across all routes.
+	Total *RateSpec `json:"total,omitempty"`
+
+	// Store is where budgets live: `memory` (default; this instance only)
+	// or `redis` (shared by every instance using the same Redis).
+	Store string `json:"store,omitempty"`
+
+	// RedisURL locates Redis when Store is `redis`: `redis://[user:pass@]
+	// host:port/db`, `rediss://…` for TLS, or `unix:///path?db=N`. Prefer
+	// RedisPasswordSecret to a password in the URL, which would be visible
+	// in the JSON config.
+	RedisURL string `json:"redis_url,omitempty"`
+
+	// RedisPasswordSecret names a secret (resolved like every sechard
+	// secret, and required) whose value is the Redis password. It
+	// overrides any password in RedisURL.
+	RedisPasswordSecret string `json:"redis_password_secret,omitempty"`
+
+	// OnStoreError says what happens while Redis is unreachable or slower
+	// than StoreTimeout: `local` (default) keeps limiting in this
+	// instance's memory (the fleet-wide limit then grows with the number
+	// of instances), `allow` admits every request, `deny` refuses every
+	// request with 429.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
+	// StoreTimeout is the deadline for one Redis decision; it is never
+	// retried on the request path. Default: 50ms.
+	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
+
+	// MaxKeys bounds the memory store: at most this many (client, route)
+	// budgets are held; when full, the least recently used go first.
+	// Default: 1000000.
+	MaxKeys int `json:"max_keys,omitempty"`
+
+	// Mode is `enforce` (default) or `report`: decide and log, never refuse
+	// (and send no rate-limit headers).
 	Mode string `json:"mode,omitempty"`
+
+	routes    []compiledRoute
+	deflt     *compiledLimit
+	total     *compiledLimit
+	keyPH     string // the key template when it is exactly one placeholder
+	mem       *memoryStore
+	memKey    string
+	redis     *redisStore
+	redisKey  string
+	onErr     string
+	logger    *zap.Logger
+	now       func() time.Time
+	cfgDigest string // identifies the limits in Redis keys
 }
+
+// RateSpec is a limit: Events requests per Window, with a burst.
+type RateSpec struct {
+	// Events is the number of requests admitted per Window (N > 0).
+	Events int `json:"events"`
+	// Window is the period the Events are spread over (> 0).
+	Window caddy.Duration `json:"window"`
+	// Burst is how many requests a client with a full budget may make at
+	// once (the bucket size, ≥ 1). Default: Events.
+	Burst int `json:"burst,omitempty"`
+}
+
+// RouteLimit is a path pattern with its own limit.
+type RouteLimit struct {
+	// Path is a path pattern, as in Caddy's path matcher.
+	Path string `json:"path"`
+	RateSpec
+}
+
+type compiledRoute struct {
+	match caddyhttp.MatchPath
+	tag   string // the route's budget id: its index
+	limit *compiledLimit
+}
+
+// compiledLimit is one RateSpec ready for the request path.
+type compiledLimit struct {
+	name   string    // the policy's name in headers, an sf-string body
+	mem    gcraLimit // in nanoseconds
+	red    gcraLimit // in microseconds
+	policy string    // `"name";q=N;w=W`
+}
+
+// budget is one limit a request spends, identified by kind and tag within
+// the client: 'r' + route index, 'p' + cleaned path, 't' for total.
+type budget struct {
+	kind  byte
+	tag   string
+	limit *compiledLimit
+	res   gcraResult // in nanoseconds
+}
+
+// Defaults.
+const (
+	defaultRateLimitKey     = "{http.vars.client_ip}"
+	defaultStoreTimeout     = 50 * time.Millisecond
+	defaultMaxKeys          = 1_000_000
+	memorySweepInterval     = 30 * time.Second
+	storeErrorLocal         = "local"
+	storeErrorAllow         = "allow"
+	storeErrorDeny          = "deny"
+	storeMemory             = "memory"
+	storeRedis              = "redis"
+	rateLimitedReason       = "rate_limited"
+	rateStoreDownReason     = "rate_limit_store_unavailable"
+	rateLimitHeader         = "Ratelimit"        // RateLimit, in canonical form for direct map use
+	rateLimitPolicyHeader   = "Ratelimit-Policy" // RateLimit-Policy, likewise
+	rateLimitRetryAfterHead = "Retry-After"
+)
+
+// rateLimitPool holds memory stores and Redis clients across config
+// reloads, keyed by their configuration.
+var rateLimitPool = caddy.NewUsagePool()
 
 func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		return d.Errf("unrecognized rate_limit option %q", d.Val())
+		switch d.Val() {
+		case "key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			c.Key = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "rate", "total":
+			which := d.Val()
+			spec, err := parseRateSpec(d, d.RemainingArgs())
+			if err != nil {
+				return err
+			}
+			if which == "rate" {
+				c.Rate = spec
+			} else {
+				c.Total = spec
+			}
+		case "route":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if !strings.HasPrefix(args[0], "/") && !strings.HasPrefix(args[0], "*") {
+				return d.Errf("route path pattern must start with / or *: %q", args[0])
+			}
+			spec, err := parseRateSpec(d, args[1:])
+			if err != nil {
+				return err
+			}
+			c.Routes = append(c.Routes, RouteLimit{Path: args[0], RateSpec: *spec})
+		case "store":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			switch args[0] {
+			case storeMemory:
+				if len(args) != 1 {
+					return d.ArgErr()
+				}
+			case storeRedis:
+				if len(args) != 2 && !(len(args) == 4 && args[2] == "password_secret") {
+					return d.Errf("usage: store redis <url> [password_secret <NAME>]")
+				}
+				c.RedisURL = args[1]
+				if len(args) == 4 {
+					c.RedisPasswordSecret = args[3]
+				}
+			default:
+				return d.Errf("unknown rate_limit store %q (want memory or redis)", args[0])
+			}
+			c.Store = args[0]
+		case "on_store_error":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch v := d.Val(); v {
+			case storeErrorLocal, storeErrorAllow, storeErrorDeny:
+				c.OnStoreError = v
+			default:
+				return d.Errf("on_store_error must be local, allow or deny, got %q", v)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "store_timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("store_timeout must be a positive duration, got %q", d.Val())
+			}
+			c.StoreTimeout = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_keys":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("max_keys must be a positive integer, got %q", d.Val())
+			}
+			c.MaxKeys = n
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "mode":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if v := d.Val(); v != modeEnforce && v != modeReport {
+				return d.Errf("mode must be enforce or report, got %q", v)
+			}
+			c.Mode = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized rate_limit option %q", d.Val())
+		}
 	}
 	return nil
 }
 
-func (c *RateLimit) provision(env *provisionEnv) error { return nil }
+// parseRateSpec parses `<N>/<duration> [burst <B>]`.
+func parseRateSpec(d *caddyfile.Dispenser, args []string) (*RateSpec, error) {
+	if len(args) != 1 && len(args) != 3 {
+		return nil, d.Errf("usage: <N>/<duration> [burst <B>]")
+	}
+	n, per, ok := strings.Cut(args[0], "/")
+	if !ok {
+		return nil, d.Errf("rate must be <N>/<duration>, got %q", args[0])
+	}
+	events, err := strconv.Atoi(n)
+	if err != nil || events <= 0 {
+		return nil, d.Errf("rate count must be a positive integer, got %q", n)
+	}
+	window, err := caddy.ParseDuration(per)
+	if err != nil || window <= 0 {
+		return nil, d.Errf("rate window must be a positive duration, got %q", per)
+	}
+	spec := &RateSpec{Events: events, Window: caddy.Duration(window)}
+	if len(args) == 3 {
+		if args[1] != "burst" {
+			return nil, d.Errf("expected burst, got %q", args[1])
+		}
+		b, err := strconv.Atoi(args[2])
+		if err != nil || b < 1 {
+			return nil, d.Errf("burst must be an integer ≥ 1, got %q", args[2])
+		}
+		spec.Burst = b
+	}
+	return spec, nil
+}
 
-func (c *RateLimit) cleanup() error { return nil }
+func (c *RateLimit) provision(env *provisionEnv) error {
+	if c == nil {
+		return nil
+	}
+	c.logger = env.logger.Named("rate_limit")
+	c.now = env.now
+	if c.Key == "" {
+		c.Key = defaultRateLimitKey
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = caddy.Duration(defaultStoreTimeout)
+	}
+	if c.StoreTimeout < 0 {
+		return fmt.Errorf("store_timeout must be positive")
+	}
+	if c.MaxKeys == 0 {
+		c.MaxKeys = defaultMaxKeys
+	}
+	if c.MaxKeys < 0 {
+		return fmt.Errorf("max_keys must be positive")
+	}
+	if c.Rate == nil && c.Total == nil && len(c.Routes) == 0 {
+		return fmt.Errorf("rate_limit needs at least one of rate, route or total")
+	}
+	c.onErr = c.OnStoreError
+	switch c.onErr {
+	case "":
+		c.onErr = storeErrorLocal
+	case storeErrorLocal, storeErrorAllow, storeErrorDeny:
+	default:
+		return fmt.Errorf("on_store_error must be local, allow or deny, got %q", c.OnStoreError)
+	}
+	if ph, ok := singlePlaceholder(c.Key); ok {
+		c.keyPH = ph
+	}
+
+	var err error
+	if c.deflt, err = compileLimit("default", c.Rate); err != nil {
+		return fmt.Errorf("rate: %w", err)
+	}
+	if c.total, err = compileLimit("total", c.Total); err != nil {
+		return fmt.Errorf("total: %w", err)
+	}
+	c.routes = make([]compiledRoute, len(c.Routes))
+	for i, rl := range c.Routes {
+		if rl.Path == "" {
+			return fmt.Errorf("route %d: empty path pattern", i)
+		}
+		spec := rl.RateSpec
+		lim, err := compileLimit(rl.Path, &spec)
+		if err != nil {
+			return fmt.Errorf("route %s: %w", rl.Path, err)
+		}
+		m := caddyhttp.MatchPath{rl.Path}
+		if err := m.Provision(env.Context); err != nil {
+			return fmt.Errorf("route %s: %w", rl.Path, err)
+		}
+		c.routes[i] = compiledRoute{match: m, tag: strconv.Itoa(i), limit: lim}
+	}
+
+	// State is shared across reloads by everything that determines what a
+	// budget means: the key template and the limits. Changing any of them
+	// starts every budget afresh.
+	ident, _ := json.Marshal(struct {
+		Key     string
+		Rate    *RateSpec
+		Routes  []RouteLimit
+		Total   *RateSpec
+		MaxKeys int
+	}{c.Key, c.Rate, c.Routes, c.Total, c.MaxKeys})
+	c.cfgDigest = shortDigest(string(ident))
+	c.memKey = "memory:" + string(ident)
+	now := env.now
+	v, _, err := rateLimitPool.LoadOrNew(c.memKey, func() (caddy.Destructor, error) {
+		return newMemoryStore(c.MaxKeys, now, memorySweepInterval), nil
+	})
+	if err != nil {
+		return err
+	}
+	c.mem = v.(*memoryStore)
+
+	switch c.Store {
+	case "", storeMemory:
+	case storeRedis:
+		if err := c.provisionRedis(env); err != nil {
+			c.cleanup()
+			return err
+		}
+	default:
+		c.cleanup()
+		return fmt.Errorf("unknown store %q (want memory or redis)", c.Store)
+	}
+	return nil
+}
+
+// compileLimit checks spec and prepares it; a nil spec is no limit.
+func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
+	if spec == nil {
+		return nil, nil
+	}
+	burst := spec.Burst
+	if burst == 0 {
+		burst = spec.Events
+	}
+	if spec.Events <= 0 {
+		return nil, fmt.Errorf("events must be positive, got %d", spec.Events)
+	}
+	if spec.Window <= 0 {
+		return nil, fmt.Errorf("window must be positive, got %v", time.Duration(spec.Window))
+	}
+	if burst < 1 {
+		return nil, fmt.Errorf("burst must be at least 1, got %d", spec.Burst)
+	}
+	mem, err := newGCRALimit(spec.Events, time.Duration(spec.Window), burst, time.Nanosecond)
+	if err != nil {
+		return nil, err
+	}
+	red, err := newGCRALimit(spec.Events, time.Duration(spec.Window), burst, time.Microsecond)
+	if err != nil {
+		return nil, err
+	}
+	l := &compiledLimit{name: sfStringBody(name), mem: mem, red: red}
+	l.policy = `"` + l.name + `";q=` + strconv.Itoa(spec.Events) + ";w=" +
+		strconv.FormatInt(ceilSeconds(int64(spec.Window)), 10)
+	return l, nil
+}
+
+// sfStringBody makes s safe inside a structured-field string (RFC 9651
+// §3.3.3): printable ASCII, with " and \ escaped; other bytes become '?'.
+func sfStringBody(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch == '"' || ch == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(ch)
+		case ch < 0x20 || ch > 0x7e:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
+}
+
+// singlePlaceholder reports whether tpl is exactly one placeholder, such as
+// {http.vars.client_ip}, and returns its name.
+func singlePlaceholder(tpl string) (string, bool) {
+	if len(tpl) < 3 || tpl[0] != '{' || tpl[len(tpl)-1] != '}' {
+		return "", false
+	}
+	inner := tpl[1 : len(tpl)-1]
+	if strings.ContainsAny(inner, "{}\\") {
+		return "", false
+	}
+	return inner, true
+}
+
+func (c *RateLimit) cleanup() error {
+	if c == nil {
+		return nil
+	}
+	var err error
+	if c.mem != nil {
+		_, err = rateLimitPool.Delete(c.memKey)
+		c.mem = nil
+	}
+	if c.redis != nil {
+		if _, e := rateLimitPool.Delete(c.redisKey); e != nil && err == nil {
+			err = e
+		}
+		c.redis = nil
+	}
+	return err
+}
 
 func (c *RateLimit) mode() string {
 	if c == nil {
@@ -27,4 +493,133 @@ func (c *RateLimit) mode() string {
 	return c.Mode
 }
 
-func (c *RateLimit) decide(ex *exchange) decision { return allow }
+// clientKey resolves the key template for this request.
+func (c *RateLimit) clientKey(ex *exchange) string {
+	if c.keyPH != "" {
+		s, _ := ex.repl.GetString(c.keyPH)
+		return s
+	}
+	return ex.repl.ReplaceAll(c.Key, "")
+}
+
+// budgets returns the budgets r spends: its route's (or its path's under
+// the default rate) and total's.
+func (c *RateLimit) budgets(r *http.Request, bs *[2]budget) []budget {
+	n := 0
+	matched := false
+	for i := range c.routes {
+		rt := &c.routes[i]
+		if rt.match.Match(r) {
+			bs[n] = budget{kind: 'r', tag: rt.tag, limit: rt.limit}
+			n++
+			matched = true
+			break
+		}
+	}
+	if !matched && c.deflt != nil {
+		p := r.URL.Path
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+		bs[n] = budget{kind: 'p', tag: path.Clean(p), limit: c.deflt}
+		n++
+	}
+	if c.total != nil {
+		bs[n] = budget{kind: 't', limit: c.total}
+		n++
+	}
+	return bs[:n]
+}
+
+func (c *RateLimit) decide(ex *exchange) decision {
+	if c == nil {
+		return allow
+	}
+	var arr [2]budget
+	bs := c.budgets(ex.r, &arr)
+	if len(bs) == 0 {
+		return allow
+	}
+	client := c.clientKey(ex)
+	now := c.now()
+
+	var ok bool
+	if c.redis != nil {
+		var d *decision
+		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
+			return *d // Redis could not decide, and on_store_error is allow or deny
+		}
+	} else {
+		ok = c.mem.take(now.UnixNano(), client, bs)
+	}
+
+	if c.Mode != modeReport {
+		hdr := ex.w.Header()
+		hdr[rateLimitPolicyHeader] = []string{policyHeader(bs)}
+		hdr[rateLimitHeader] = []string{rateLimitValue(bs)}
+	}
+	if ok {
+		return allow
+	}
+	var retry int64
+	for i := range bs {
+		if !bs[i].res.allowed && bs[i].res.retryAfter > retry {
+			retry = bs[i].res.retryAfter
+		}
+	}
+	if ce := c.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
+		ce.Write(zap.String("request_id", ex.requestID), zap.String("route", refusedBy(bs)),
+			zap.Duration("retry_after", time.Duration(retry)))
+	}
+	return decision{
+		Status: http.StatusTooManyRequests,
+		Reason: rateLimitedReason,
+		Detail: "over the " + refusedBy(bs) + " limit",
+		Header: http.Header{rateLimitRetryAfterHead: []string{strconv.FormatInt(max(ceilSeconds(retry), 1), 10)}},
+	}
+}
+
+// refusedBy names the first budget that refused.
+func refusedBy(bs []budget) string {
+	for i := range bs {
+		if !bs[i].res.allowed {
+			return bs[i].limit.name
+		}
+	}
+	return ""
+}
+
+// policyHeader is the RateLimit-Policy field value for bs.
+func policyHeader(bs []budget) string {
+	if len(bs) == 1 {
+		return bs[0].limit.policy
+	}
+	return bs[0].limit.policy + ", " + bs[1].limit.policy
+}
+
+// rateLimitValue is the RateLimit field value for bs: each policy's
+// remaining requests and the seconds until its budget is full again.
+func rateLimitValue(bs []budget) string {
+	var buf [160]byte
+	b := buf[:0]
+	for i := range bs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, '"')
+		b = append(b, bs[i].limit.name...)
+		b = append(b, `";r=`...)
+		b = strconv.AppendInt(b, bs[i].res.remaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, ceilSeconds(bs[i].res.resetAfter), 10)
+	}
+	return string(b)
+}
+
+// ceilSeconds converts nanoseconds to whole seconds, rounding up.
+func ceilSeconds(ns int64) int64 {
+	if ns <= 0 {
+		return 0
+	}
+	return (ns + int64(time.Second) - 1) / int64(time.Second)
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -183,18 +182,12 @@ func (rv *Revocation) provision(env *provisionEnv) error {
 		rv.fileList, rv.fileStat = list, fi
 	}
 	if rv.Redis != "" {
-		opts, err := redis.ParseURL(rv.Redis)
+		// An outage must not stall the poller: fail fast and keep the last
+		// known list instead.
+		opts, err := redisOptions(rv.Redis, 250*time.Millisecond)
 		if err != nil {
-			return fmt.Errorf("revocation redis: %w", err)
+			return fmt.Errorf("revocation %w", err)
 		}
-		// go-redis defaults (5s dial, 3s read/write, retries, context
-		// deadlines ignored) would let an outage stall the poller for
-		// seconds; fail fast and keep the last known list instead.
-		opts.ContextTimeoutEnabled = true
-		opts.DialTimeout = 500 * time.Millisecond
-		opts.ReadTimeout = 250 * time.Millisecond
-		opts.WriteTimeout = 250 * time.Millisecond
-		opts.MaxRetries = -1
 		opts.PoolSize = 2
 		opts.MinIdleConns = 0
 		rv.client = redis.NewClient(opts)
@@ -576,15 +569,6 @@ func (rv *Revocation) refreshNow(ctx context.Context) {
 	rv.mu.Lock()
 	rv.rebuildLocked()
 	rv.mu.Unlock()
-}
-
-// redactURL hides a password in a Redis URL for logs.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return u.Redacted()
 }
 
 // memoryRevocations holds revocations posted to the admin API when no Redis
