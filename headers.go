@@ -340,20 +340,18 @@ func containsString(list []string, s string) bool {
 // writer the rest of the chain writes to, which asserts them again when the
 // response header is written.
 func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) http.ResponseWriter {
+	if c == nil {
+		c = offSecurityHeaders
+	}
 	sw := &securityHeadersWriter{
 		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		c:                     c,
 		id:                    ex.requestID,
+		tls:                   c.hsts != "" && ex.r.TLS != nil,
 	}
-	n := 1
-	if c == nil {
-		sw.idHeader = (*RequestID)(nil).headerName()
-	} else {
-		sw.idHeader, sw.pairs, sw.strip = c.idHeader, c.pairs, c.strip
-		if c.hsts != "" && ex.r.TLS != nil {
-			sw.hsts = c.hsts
-			n++
-		}
-		n += len(c.pairs)
+	n := 1 + len(c.pairs)
+	if sw.tls {
+		n++
 	}
 	// One backing array per request, usually inside sw itself, handed out
 	// as capacity-1 sub-slices: a later Add appends to a copy, and no slice
@@ -364,9 +362,28 @@ func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) http.Respon
 	} else {
 		sw.vals = make([]string, n)
 	}
-	sw.assert()
+	h := w.Header()
+	for _, k := range c.strip {
+		delete(h, k)
+	}
+	v := sw.vals
+	v[0] = sw.id
+	h[c.idHeader] = v[0:1:1]
+	for i, p := range c.pairs {
+		v[i+1] = p.value
+		h[p.key] = v[i+1 : i+2 : i+2]
+	}
+	if sw.tls {
+		i := len(v) - 1
+		v[i] = c.hsts
+		h["Strict-Transport-Security"] = v[i : i+1 : i+1]
+	}
 	return sw
 }
+
+// offSecurityHeaders stands in for a nil stage: no security headers, the
+// default request-ID header.
+var offSecurityHeaders = &SecurityHeaders{Off: true, idHeader: (*RequestID)(nil).headerName()}
 
 // securityHeadersWriter asserts the edge's headers once more when the
 // response header is written, so values set by the next handler or an
@@ -375,34 +392,38 @@ func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) http.Respon
 // why apply also sets them up front.
 type securityHeadersWriter struct {
 	caddyhttp.ResponseWriterWrapper
-	idHeader    string
+	c           *SecurityHeaders // provisioned, read-only
 	id          string
-	pairs       []headerPair
-	hsts        string
-	strip       []string
-	vals        []string
+	tls         bool // send HSTS
 	wroteHeader bool
-	buf         [12]string
+	vals        []string  // this request's header values, see apply
+	buf         [9]string // room for the default set: ID + 7 + HSTS
 }
 
-// assert writes the edge's headers into the header map, replacing whatever
-// is there.
-func (sw *securityHeadersWriter) assert() {
+// reassert puts the edge's headers back where the next handler changed them
+// (replaced, added a second value, or edited in place) and strips the
+// removed ones again. An unchanged entry still holds the sub-slice apply
+// handed out, which is checked with a lookup instead of rewritten.
+func (sw *securityHeadersWriter) reassert() {
 	h := sw.ResponseWriter.Header()
-	for _, k := range sw.strip {
+	c := sw.c
+	for _, k := range c.strip {
 		delete(h, k)
 	}
 	v := sw.vals
-	v[0] = sw.id
-	h[sw.idHeader] = v[0:1:1]
-	for i, p := range sw.pairs {
-		v[i+1] = p.value
-		h[p.key] = v[i+1 : i+2 : i+2]
+	put := func(i int, key, value string) {
+		if cur := h[key]; len(cur) == 1 && &cur[0] == &v[i] && cur[0] == value {
+			return
+		}
+		v[i] = value
+		h[key] = v[i : i+1 : i+1]
 	}
-	if sw.hsts != "" {
-		i := len(v) - 1
-		v[i] = sw.hsts
-		h["Strict-Transport-Security"] = v[i : i+1 : i+1]
+	put(0, c.idHeader, sw.id)
+	for i, p := range c.pairs {
+		put(i+1, p.key, p.value)
+	}
+	if sw.tls {
+		put(len(v)-1, "Strict-Transport-Security", c.hsts)
 	}
 }
 
@@ -415,7 +436,7 @@ func (sw *securityHeadersWriter) WriteHeader(status int) {
 	if status >= 200 || status < 100 {
 		sw.wroteHeader = true
 	}
-	sw.assert() // also on 1xx: informational responses carry the header map too
+	sw.reassert() // also on 1xx: informational responses carry the header map too
 	sw.ResponseWriter.WriteHeader(status)
 }
 
