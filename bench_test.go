@@ -120,3 +120,53 @@ func BenchmarkSechardRequestID(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCaddyHeadersPeerWithRemovals is the peer doing what sechard
+// does with headers: the same seven set, and Server and X-Powered-By
+// deleted, which makes Caddy's handler defer its work to WriteHeader.
+func BenchmarkCaddyHeadersPeerWithRemovals(b *testing.B) {
+	set := http.Header{}
+	for k, v := range defaultSecurityHeaders {
+		set.Set(k, v)
+	}
+	h := &headers.Handler{Response: &headers.RespHeaderOps{
+		HeaderOps: &headers.HeaderOps{Set: set, Delete: []string{"Server", "X-Powered-By"}},
+		Deferred:  true,
+	}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	runHandlerBench(b, h)
+}
+
+// BenchmarkSechardParts splits BenchmarkSechardDefault: the security
+// headers alone (set up front and re-asserted at WriteHeader), and the
+// request ID alone (validation plus Caddy's bookkeeping: the vars table and
+// the access log's ExtraLogFields).
+func BenchmarkSechardParts(b *testing.B) {
+	h := provisionedHandler(b, new(Handler))
+	b.Run("headers", func(b *testing.B) {
+		r := benchRequest()
+		w := &benchWriter{h: make(http.Header, 16)}
+		server := []string{"Caddy"}
+		ex := &exchange{r: r, requestID: "0f8e2a4c-5b1d-4e7f-9a0b-1c2d3e4f5a6b"}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			clear(w.h)
+			w.h["Server"] = server
+			h.SecurityHeaders.apply(w, ex).WriteHeader(http.StatusOK)
+		}
+	})
+	b.Run("request_id", func(b *testing.B) {
+		r := benchRequest()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ex := exchange{r: r}
+			h.RequestID.assign(&ex)
+		}
+	})
+}
