@@ -170,3 +170,20 @@ func BenchmarkSechardParts(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRequestIDValidator: a 10 KB value is rejected by its length, in
+// less time than a valid 36-byte ID takes to scan.
+func BenchmarkRequestIDValidator(b *testing.B) {
+	for _, bc := range []struct{ name, id string }{
+		{"valid-uuid", "0f8e2a4c-5b1d-4e7f-9a0b-1c2d3e4f5a6b"},
+		{"valid-64", string(make([]byte, 0, 64)) + "0123456789012345678901234567890123456789012345678901234567890123"},
+		{"10KB", string(make([]byte, 10<<10))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				validRequestID(bc.id, maxRequestIDLength)
+			}
+		})
+	}
+}

@@ -165,11 +165,11 @@ func newUUID4() string { return uuid.Must(uuid.NewRandom()).String() }
 // newUUID7 returns a time-ordered (version 7) UUID.
 func newUUID7() string { return uuid.Must(uuid.NewV7()).String() }
 
-// validRequestID reports whether id matches ^[A-Za-z0-9_-]{1,max}$. It looks
-// at no more than max+1 bytes' worth of input: a longer value is rejected by
+// validRequestID reports whether id matches ^[A-Za-z0-9_-]{1,maxLen}$. It looks
+// at no more than maxLen+1 bytes' worth of input: a longer value is rejected by
 // its length alone, so a 10 KB header costs no more than a valid one.
-func validRequestID(id string, max int) bool {
-	if len(id) == 0 || len(id) > max {
+func validRequestID(id string, maxLen int) bool {
+	if len(id) == 0 || len(id) > maxLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
