@@ -358,3 +358,19 @@ func TestSecurityHeadersInformationalThenFinal(t *testing.T) {
 	})
 	requireExactHeaders(t, w.Header(), defaultSecurityHeaders)
 }
+
+// TestSecurityHeadersNilStage: a nil stage sends no security headers but
+// still the request ID.
+func TestSecurityHeadersNilStage(t *testing.T) {
+	var c *SecurityHeaders
+	r, _ := newTestRequest()
+	w := httptest.NewRecorder()
+	w.Header().Set("Server", "Caddy")
+	sw := c.apply(w, &exchange{r: r, requestID: "nil-stage"})
+	sw.Header().Add("X-Request-ID", "other")
+	sw.WriteHeader(http.StatusOK)
+	requireExactHeaders(t, w.Header(), map[string]string{"X-Request-Id": "nil-stage", "Server": "Caddy"})
+	if len(w.Header()) != 2 {
+		t.Errorf("headers %v, want only the ID and Server", w.Header())
+	}
+}
