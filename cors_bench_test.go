@@ -7,15 +7,6 @@ import (
 	"testing"
 )
 
-// benchWriter is a ResponseWriter whose header map is reused (cleared, not
-// reallocated) between iterations, so the figures show the stage's own
-// allocations.
-type benchWriter struct{ h http.Header }
-
-func (w *benchWriter) Header() http.Header         { return w.h }
-func (w *benchWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *benchWriter) WriteHeader(int)             {}
-
 func benchCORS(b *testing.B, method string, hdr http.Header, wantStatus int) {
 	origins := make([]string, 0, 500)
 	for i := range 499 {

@@ -81,6 +81,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.RequestID.provision(env); err != nil {
 		return fmt.Errorf("provisioning request_id: %w", err)
 	}
+	env.requestIDHeader = h.RequestID.headerName()
 	if err := h.SecurityHeaders.provision(env); err != nil {
 		return fmt.Errorf("provisioning security_headers: %w", err)
 	}
@@ -204,6 +205,8 @@ type provisionEnv struct {
 	logger  *zap.Logger      // the module's logger; stages name their own child
 	secrets secretValues     // resolved secrets (SEC-03)
 	now     func() time.Time // the clock; tests replace it
+
+	requestIDHeader string // canonical request-ID header, set once request_id is provisioned
 }
 
 // moder is a stage with an enforce/report mode.

@@ -1,20 +1,118 @@
 package sechard
 
 import (
+	"fmt"
+	"net/http"
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/http/httpguts"
 )
 
-// RequestID decides each request's ID (SEC-06). STUB: the foundation issue
-// replaces this with the full implementation.
+// RequestID decides each request's ID (SEC-06) before anything else can log
+// or respond.
+//
+// An inbound ID that matches `^[A-Za-z0-9_-]{1,max_length}$` is kept. A
+// missing or empty one is replaced by a new UUID silently; a malformed one
+// (too long, any other byte, or the header sent more than once) is replaced
+// by a new UUID and a warning is logged with the escaped, truncated bad value
+// and the client's address.
+//
+// The ID is set on the request passed on (so `reverse_proxy` sends it
+// upstream), on every response, in the placeholder `{http.vars.request_id}`
+// and as the field `request_id` in Caddy's access log. This stage never
+// refuses a request.
 type RequestID struct {
-	// The header that carries the ID in both directions. Default: X-Request-ID.
+	// The header that carries the ID in both directions.
+	// Default: `X-Request-ID`.
 	Header string `json:"header,omitempty"`
+
+	// The longest inbound ID that is kept, in bytes, from 1 to 64.
+	// Default: 64.
+	MaxLength int `json:"max_length,omitempty"`
+
+	// How new IDs are made: `uuid4` (random, the default) or `uuid7`
+	// (time-ordered, RFC 9562).
+	Generate string `json:"generate,omitempty"`
+
+	// Whether a valid ID sent by the client is kept. Absent means true;
+	// false always generates a new ID and ignores the client's, silently.
+	AcceptInbound *bool `json:"accept_inbound,omitempty"`
+
+	header string // canonical form of Header
+	max    int
+	accept bool
+	newID  func() string
+	logger *zap.Logger
 }
 
+// requestIDVar is the name of the request variable that holds the ID, read
+// as the placeholder {http.vars.request_id}.
+const requestIDVar = "request_id"
+
+// maxRequestIDLength is the longest ID sechard accepts (SEC-06: 64).
+const maxRequestIDLength = 64
+
+// logValueLimit bounds how much of a malformed ID is logged.
+const logValueLimit = 64
+
 func (c *RequestID) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		return d.Errf("unrecognized request_id option %q", d.Val())
+		switch d.Val() {
+		case "header":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			c.Header = d.Val()
+			if !httpguts.ValidHeaderFieldName(c.Header) {
+				return d.Errf("request_id header: invalid header field name %q", c.Header)
+			}
+		case "max_length":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 || n > maxRequestIDLength {
+				return d.Errf("request_id max_length must be an integer from 1 to %d, got %q", maxRequestIDLength, d.Val())
+			}
+			c.MaxLength = n
+		case "generate":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "uuid4", "uuid7":
+				c.Generate = d.Val()
+			default:
+				return d.Errf("request_id generate must be uuid4 or uuid7, got %q", d.Val())
+			}
+		case "accept_inbound":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			var on bool
+			switch d.Val() {
+			case "on":
+				on = true
+			case "off":
+				on = false
+			default:
+				return d.Errf("request_id accept_inbound must be on or off, got %q", d.Val())
+			}
+			c.AcceptInbound = &on
+		default:
+			return d.Errf("unrecognized request_id option %q", d.Val())
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
 	}
 	return nil
 }
@@ -23,11 +121,155 @@ func (c *RequestID) provision(env *provisionEnv) error {
 	if c.Header == "" {
 		c.Header = "X-Request-ID"
 	}
+	if !httpguts.ValidHeaderFieldName(c.Header) {
+		return fmt.Errorf("header: invalid header field name %q", c.Header)
+	}
+	c.header = http.CanonicalHeaderKey(c.Header)
+
+	switch {
+	case c.MaxLength == 0:
+		c.max = maxRequestIDLength
+	case c.MaxLength < 1 || c.MaxLength > maxRequestIDLength:
+		return fmt.Errorf("max_length must be from 1 to %d, got %d", maxRequestIDLength, c.MaxLength)
+	default:
+		c.max = c.MaxLength
+	}
+
+	switch c.Generate {
+	case "", "uuid4":
+		c.newID = newUUID4
+	case "uuid7":
+		c.newID = newUUID7
+	default:
+		return fmt.Errorf("generate must be uuid4 or uuid7, got %q", c.Generate)
+	}
+
+	c.accept = c.AcceptInbound == nil || *c.AcceptInbound
+	c.logger = env.logger.Named("request_id")
 	return nil
 }
 
-// assign sets ex.requestID and puts it on the request.
+// headerName is the canonical name of the request-ID header; it is valid
+// after provision (and for a nil stage, the default).
+func (c *RequestID) headerName() string {
+	if c == nil || c.header == "" {
+		return "X-Request-Id"
+	}
+	return c.header
+}
+
+// newUUID4 returns a random (version 4) UUID. crypto/rand never fails on the
+// platforms Go supports (Go 1.24+), so neither does this.
+func newUUID4() string { return uuid.Must(uuid.NewRandom()).String() }
+
+// newUUID7 returns a time-ordered (version 7) UUID.
+func newUUID7() string { return uuid.Must(uuid.NewV7()).String() }
+
+// validRequestID reports whether id matches ^[A-Za-z0-9_-]{1,maxLen}$. It looks
+// at no more than maxLen+1 bytes' worth of input: a longer value is rejected by
+// its length alone, so a 10 KB header costs no more than a valid one.
+func validRequestID(id string, maxLen int) bool {
+	if len(id) == 0 || len(id) > maxLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !idByte[id[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// idByte marks the bytes an inbound request ID may contain.
+var idByte = func() (t [256]bool) {
+	for b := 'A'; b <= 'Z'; b++ {
+		t[b] = true
+	}
+	for b := 'a'; b <= 'z'; b++ {
+		t[b] = true
+	}
+	for b := '0'; b <= '9'; b++ {
+		t[b] = true
+	}
+	t['-'], t['_'] = true, true
+	return t
+}()
+
+// assign decides the request's ID, sets ex.requestID, and records the ID on
+// the request passed on, in {http.vars.request_id} and in the access log.
 func (c *RequestID) assign(ex *exchange) {
-	ex.requestID = uuid.NewString()
-	ex.r.Header.Set(c.Header, ex.requestID)
+	hdr := c.headerName()
+	r := ex.r
+	inbound := r.Header[hdr]
+
+	id, reason := "", ""
+	switch {
+	case c == nil || !c.accept || len(inbound) == 0:
+	case len(inbound) > 1:
+		reason = "multiple_values"
+	case inbound[0] == "":
+	case validRequestID(inbound[0], c.max):
+		id = inbound[0]
+	case len(inbound[0]) > c.max:
+		reason = "too_long"
+	default:
+		reason = "invalid_byte"
+	}
+
+	if id == "" {
+		if c == nil || c.newID == nil {
+			id = newUUID4()
+		} else {
+			id = c.newID()
+		}
+		// A fresh slice: never share one header slice between requests.
+		r.Header[hdr] = []string{id}
+		if reason != "" {
+			c.logReplaced(r, id, reason, inbound)
+		}
+	}
+	// else: the one inbound value is already exactly the ID; nothing to set.
+
+	ex.requestID = id
+	ctx := r.Context()
+	caddyhttp.SetVar(ctx, requestIDVar, id)
+	if extra, ok := ctx.Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil {
+		extra.Set(zap.String("request_id", id))
+	}
+}
+
+// logReplaced warns about a malformed inbound ID. The bad value is truncated
+// before it is escaped, so the log line stays small and free of control
+// characters whatever the client sent (CWE-117).
+func (c *RequestID) logReplaced(r *http.Request, id, reason string, inbound []string) {
+	ce := c.logger.Check(zapcore.WarnLevel, "malformed inbound request ID replaced")
+	if ce == nil {
+		return
+	}
+	bad := inbound[0]
+	if reason == "multiple_values" {
+		// Show the first value that is not the one we would have kept.
+		for _, v := range inbound {
+			if !validRequestID(v, c.max) {
+				bad = v
+				break
+			}
+		}
+	}
+	length := len(bad)
+	if length > logValueLimit {
+		bad = bad[:logValueLimit]
+	}
+	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	ce.Write(
+		zap.String("request_id", id),
+		zap.String("reason", reason),
+		zap.String("header", c.header),
+		zap.String("value", strconv.Quote(bad)),
+		zap.Bool("truncated", length > logValueLimit),
+		zap.Int("length", length),
+		zap.Int("values", len(inbound)),
+		zap.String("remote_addr", r.RemoteAddr),
+		zap.String("client_ip", clientIP),
+	)
 }
