@@ -682,8 +682,13 @@ func classify(err error) *credError {
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return errTokenAlg // alg unknown or unspecified
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		if strings.Contains(err.Error(), "exp") {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "exp claim"):
 			return errTokenNoExp
+		case strings.Contains(msg, "iss claim"):
+			return errTokenIssuer
+		case strings.Contains(msg, "aud claim"):
+			return errTokenAudience
 		}
 		return errTokenClaims
 	case errors.Is(err, jwt.ErrTokenExpired):
