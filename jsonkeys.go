@@ -208,7 +208,8 @@ func (s *jsonScanner) str() ([]byte, error) {
 				return raw[1 : len(raw)-1], nil
 			}
 			var out string
-			if err := json.Unmarshal(raw, &out); err != nil {
+			// A copy, so the caller's buffer (on its stack) does not escape.
+			if err := json.Unmarshal(bytes.Clone(raw), &out); err != nil {
 				return nil, errJSONShape
 			}
 			return []byte(out), nil

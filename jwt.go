@@ -558,6 +558,8 @@ func (v *verifier) keyFor(kidv any) (*verifyKey, error) {
 	return nil, errUnknownKID
 }
 
+var strictB64 = base64.RawURLEncoding.Strict()
+
 // splitToken checks the compact serialization's shape: exactly three
 // base64url segments.
 func splitToken(token string) (header, payload string, ok bool) {
@@ -592,12 +594,13 @@ func (v *verifier) verify(token string, now time.Time) (*identity, error) {
 	}
 	// Duplicate member names are rejected before golang-jwt decodes the
 	// segments (its decoder keeps the last duplicate silently).
+	var buf [maxTokenSize * 3 / 4]byte // a decoded segment always fits
 	for _, seg := range [2]string{h, p} {
-		raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+		n, err := strictB64.Decode(buf[:], []byte(seg))
 		if err != nil {
 			return nil, errTokenMalformed
 		}
-		if err := checkJSONObject(raw); err != nil {
+		if err := checkJSONObject(buf[:n]); err != nil {
 			if errors.Is(err, errDuplicateKey) {
 				return nil, errTokenDuplicate
 			}

@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -334,4 +335,62 @@ func fuzzAuth(tb testing.TB, ti *testIssuer, now time.Time) *Auth {
 		tb.Fatal(err)
 	}
 	return a
+}
+
+// BenchmarkJWTVerify compares the full uncached verification (size check,
+// duplicate-member scan, golang-jwt parse with every option, keyfunc, claim
+// rules) with the bare signature check on the same bytes: the physical
+// limit. Run with -benchmem.
+func BenchmarkJWTVerify(b *testing.B) {
+	ti := newTestIssuer(b)
+	now := time.Now()
+	j := &JWT{Issuer: "https://auth.test", Audience: "nl-query-api"}
+	for _, kid := range []string{"es256", "ed", "rs"} {
+		j.PublicKeys = append(j.PublicKeys, PublicKey{File: ti.pemPath(kid), KID: kid})
+	}
+	v, err := j.newVerifier(testEnv(b, func() time.Time { return now }, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, kid := range []string{"es256", "ed", "rs"} {
+		alg := ti.algs[kid]
+		token := ti.sign(kid, claims(now, nil), nil)
+		signing := token[:strings.LastIndexByte(token, '.')]
+		sig, _ := base64.RawURLEncoding.DecodeString(token[len(signing)+1:])
+		b.Run("uncached/"+alg, func(b *testing.B) {
+			v.cache = nil
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.verify(token, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("bare/"+alg, func(b *testing.B) {
+			b.ReportAllocs()
+			switch k := ti.keys[kid].Public().(type) {
+			case *ecdsa.PublicKey:
+				r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+				for b.Loop() {
+					h := sha256.Sum256([]byte(signing))
+					if !ecdsa.Verify(k, h[:], r, s) {
+						b.Fatal("bad")
+					}
+				}
+			case ed25519.PublicKey:
+				for b.Loop() {
+					if !ed25519.Verify(k, []byte(signing), sig) {
+						b.Fatal("bad")
+					}
+				}
+			case *rsa.PublicKey:
+				for b.Loop() {
+					h := sha256.Sum256([]byte(signing))
+					if rsa.VerifyPKCS1v15(k, crypto.SHA256, h[:], sig) != nil {
+						b.Fatal("bad")
+					}
+				}
+			}
+		})
+	}
 }
