@@ -531,3 +531,37 @@ func TestAuthPhasesEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestAuthHandleErrorsJSONRecipe proves the README recipe: refusals reach
+// handle_errors with their status and WWW-Authenticate already set.
+func TestAuthHandleErrorsJSONRecipe(t *testing.T) {
+	ti := newTestIssuer(t)
+	s := startCaddy(t, `http://127.0.0.1:{PORT} {
+	sechard {
+		auth {
+			`+ti.jwtBlock("")+`
+			require /admin/* admin:write
+		}
+	}
+	respond "ok"
+	handle_errors 401 403 {
+		header Content-Type application/json
+		respond `+"`"+`{"error":"{http.error.status_text}","status":{http.error.status_code},"request_id":"{http.vars.request_id}"}`+"`"+`
+	}
+}`)
+	resp := s.Get("/x", "X-Request-ID", "req-123")
+	// (request_id is filled by the request-ID stage, SEC-06.)
+	if body := readBody(resp); resp.StatusCode != 401 || !strings.HasPrefix(body, `{"error":"Unauthorized","status":401,"request_id":"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if resp.Header.Get("WWW-Authenticate") != `Bearer realm="sechard"` || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	resp = s.Get("/admin/x", "Authorization", "Bearer "+ti.sign("rs", claims(time.Now(), nil), nil))
+	if body := readBody(resp); resp.StatusCode != 403 || !strings.Contains(body, `"status":403`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if resp.Header.Get("WWW-Authenticate") != `Bearer error="insufficient_scope", scope="admin:write"` {
+		t.Fatalf("WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
+	}
+}
