@@ -89,7 +89,7 @@ func TestAuthEndToEnd(t *testing.T) {
 	t.Run("valid token per algorithm", func(t *testing.T) {
 		for _, kid := range []string{"es256", "es384", "es512", "ed", "rs"} {
 			t.Run(ti.algs[kid], func(t *testing.T) {
-				resp := get(t, "/nl-query/ask", bearer(ti.sign(kid, claims(now(), nil), nil))...)
+				resp := get(t, "/nl-query/ask", bearer(ti.sign(kid, testClaims(now(), nil), nil))...)
 				expect(t, resp, 200, "")
 				last := up.Last()
 				if last.Header.Get("X-Auth-Subject") != "service-bi" || last.Header.Get("X-Auth-Method") != "jwt" ||
@@ -120,7 +120,7 @@ func TestAuthEndToEnd(t *testing.T) {
 			{"wrong aud", map[string]any{"aud": "other-api"}, 401, "wrong audience"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				resp := get(t, "/data", bearer(ti.sign("es256", claims(n, tc.over), nil))...)
+				resp := get(t, "/data", bearer(ti.sign("es256", testClaims(n, tc.over), nil))...)
 				want := ""
 				if tc.status == 401 {
 					want = wwwAuth401(tc.desc)
@@ -139,7 +139,7 @@ func TestAuthEndToEnd(t *testing.T) {
 			"prefix is no match": {"scopes": []string{"nl-query:read-only", "nl-query"}},
 		} {
 			t.Run(name, func(t *testing.T) {
-				resp := get(t, "/nl-query/x", bearer(ti.sign("ed", claims(now(), over), nil))...)
+				resp := get(t, "/nl-query/x", bearer(ti.sign("ed", testClaims(now(), over), nil))...)
 				if name == "prefix is no match" {
 					expect(t, resp, 403, `Bearer error="insufficient_scope", scope="nl-query:read"`)
 					return
@@ -153,14 +153,14 @@ func TestAuthEndToEnd(t *testing.T) {
 		expect(t, get(t, "/data"), 401, `Bearer realm="sechard"`)
 		expect(t, get(t, "/data", "Authorization", "Basic dXNlcjpwYXNz"), 401, `Bearer realm="sechard"`)
 		expect(t, get(t, "/data", bearer("not-a-jwt")...), 401, wwwAuth401("malformed token"))
-		expect(t, get(t, "/admin/users", bearer(ti.sign("es256", claims(now(), nil), nil))...), 403,
+		expect(t, get(t, "/admin/users", bearer(ti.sign("es256", testClaims(now(), nil), nil))...), 403,
 			`Bearer error="insufficient_scope", scope="admin:write"`)
 		// A path matched by no require line needs valid credentials only.
-		expect(t, get(t, "/anything", bearer(ti.sign("es256", claims(now(), map[string]any{"scopes": nil}), nil))...), 200, "")
+		expect(t, get(t, "/anything", bearer(ti.sign("es256", testClaims(now(), map[string]any{"scopes": nil}), nil))...), 200, "")
 		// Tokens in the query string are never read (RFC 6750 §2.3 not offered).
 		// (Caddy logs the URI, so a client putting its token there leaks it
 		// to the access log; that token is not in usedTokens.)
-		tok := ti.sign("es256", claims(now(), nil), nil)
+		tok := ti.sign("es256", testClaims(now(), nil), nil)
 		expect(t, get(t, "/data?access_token="+tok), 401, `Bearer realm="sechard"`)
 	})
 
@@ -185,7 +185,7 @@ func TestAuthEndToEnd(t *testing.T) {
 	})
 
 	t.Run("both credentials: the JWT decides", func(t *testing.T) {
-		expect(t, get(t, "/nl-query/x", append(bearer(ti.sign("es256", claims(now(), nil), nil)), "X-API-Key", "wrong")...), 200, "")
+		expect(t, get(t, "/nl-query/x", append(bearer(ti.sign("es256", testClaims(now(), nil), nil)), "X-API-Key", "wrong")...), 200, "")
 		if up.Last().Header.Get("X-Auth-Method") != "jwt" || up.Last().Header.Get("X-Api-Key") != "" {
 			t.Fatalf("headers %v", up.Last().Header)
 		}
@@ -216,17 +216,17 @@ func TestAuthEndToEnd(t *testing.T) {
 
 	t.Run("attacks are rejected with 401", func(t *testing.T) {
 		n := now()
-		c := claims(n, nil)
-		hdrJSON := func(h map[string]any) []byte { return mustJSON(h) }
+		c := testClaims(n, nil)
+		hdrJSON := func(h map[string]any) []byte { return jwtJSON(h) }
 		good := ti.sign("es256", c, nil)
 		parts := strings.Split(good, ".")
 		pemBytes, _ := os.ReadFile(ti.pemPath("es256"))
 		rsaPEM, _ := os.ReadFile(ti.pemPath("rs"))
 		hs := func(key []byte, kid string) string {
-			signing := b64(hdrJSON(map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid})) + "." + parts[1]
+			signing := jwtB64(hdrJSON(map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid})) + "." + parts[1]
 			m := hmac.New(sha256.New, key)
 			m.Write([]byte(signing))
-			return signing + "." + b64(m.Sum(nil))
+			return signing + "." + jwtB64(m.Sum(nil))
 		}
 		attacker, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		var keyServerHits atomic.Int32
@@ -238,45 +238,45 @@ func TestAuthEndToEnd(t *testing.T) {
 		defer keyServer.Close()
 		attackerSigned := func(h map[string]any) string {
 			h["alg"] = "ES256"
-			return ti.signRaw("ES256", attacker, hdrJSON(h), mustJSON(c))
+			return ti.signRaw("ES256", attacker, hdrJSON(h), jwtJSON(c))
 		}
-		tampered := parts[0] + "." + b64(mustJSON(claims(n, map[string]any{"scopes": []string{"admin:write"}, "iat": c["iat"], "exp": c["exp"], "jti": c["jti"]}))) + "." + parts[2]
+		tampered := parts[0] + "." + jwtB64(jwtJSON(testClaims(n, map[string]any{"scopes": []string{"admin:write"}, "iat": c["iat"], "exp": c["exp"], "jti": c["jti"]}))) + "." + parts[2]
 		// Non-canonical base64: a payload whose encoding ends in a character
 		// with spare bits, one of them set, signed for real over that exact
 		// string (so only strict decoding can catch it).
-		payload := mustJSON(claims(n, nil))
-		for pad := "x"; len(b64(payload))%4 == 0; pad += "x" {
-			payload = mustJSON(claims(n, map[string]any{"pad": pad}))
+		payload := jwtJSON(testClaims(n, nil))
+		for pad := "x"; len(jwtB64(payload))%4 == 0; pad += "x" {
+			payload = jwtJSON(testClaims(n, map[string]any{"pad": pad}))
 		}
 		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-		enc := []byte(b64(payload))
+		enc := []byte(jwtB64(payload))
 		enc[len(enc)-1] = alphabet[strings.IndexByte(alphabet, enc[len(enc)-1])|1]
-		ncSigning := b64(hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"})) + "." + string(enc)
+		ncSigning := jwtB64(hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"})) + "." + string(enc)
 		ncSig, err := jwt.GetSigningMethod("ES256").Sign(ncSigning, ti.keys["es256"])
 		if err != nil {
 			t.Fatal(err)
 		}
-		nonCanonical := ncSigning + "." + b64(ncSig)
-		oversized := ti.sign("es256", claims(n, map[string]any{"pad": strings.Repeat("a", 8200)}), nil)
+		nonCanonical := ncSigning + "." + jwtB64(ncSig)
+		oversized := ti.sign("es256", testClaims(n, map[string]any{"pad": strings.Repeat("a", 8200)}), nil)
 
 		for _, tc := range []struct {
 			name, token, desc string
 		}{
-			{"alg none", b64([]byte(`{"alg":"none","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg None", b64([]byte(`{"alg":"None","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg NONE", b64([]byte(`{"alg":"NONE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg nOnE", b64([]byte(`{"alg":"nOnE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg none with a signature", b64([]byte(`{"alg":"none"}`)) + "." + parts[1] + "." + parts[2], "algorithm not accepted"},
+			{"alg none", jwtB64([]byte(`{"alg":"none","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg None", jwtB64([]byte(`{"alg":"None","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg NONE", jwtB64([]byte(`{"alg":"NONE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg nOnE", jwtB64([]byte(`{"alg":"nOnE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg none with a signature", jwtB64([]byte(`{"alg":"none"}`)) + "." + parts[1] + "." + parts[2], "algorithm not accepted"},
 			{"HS256 keyed with the EC public key PEM", hs(pemBytes, "es256"), "algorithm not accepted"},
 			{"HS256 keyed with the RSA public key PEM", hs(rsaPEM, "rs"), "algorithm not accepted"},
-			{"RS256 header on an EC-signed token", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "RS256", "kid": "es256"}), mustJSON(c)), "algorithm not accepted"},
-			{"ES384 header for a P-256 key", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES384", "kid": "es256"}), mustJSON(c)), "algorithm not accepted"},
-			{"EdDSA header for the RSA key", ti.signRaw("EdDSA", ti.keys["ed"], hdrJSON(map[string]any{"alg": "EdDSA", "kid": "rs"}), mustJSON(c)), "algorithm not accepted"},
+			{"RS256 header on an EC-signed token", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "RS256", "kid": "es256"}), jwtJSON(c)), "algorithm not accepted"},
+			{"ES384 header for a P-256 key", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES384", "kid": "es256"}), jwtJSON(c)), "algorithm not accepted"},
+			{"EdDSA header for the RSA key", ti.signRaw("EdDSA", ti.keys["ed"], hdrJSON(map[string]any{"alg": "EdDSA", "kid": "rs"}), jwtJSON(c)), "algorithm not accepted"},
 			{"signature stripped", parts[0] + "." + parts[1] + ".", "invalid signature"},
-			{"signature from another key", ti.signRaw("ES256", ti.other, hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}), mustJSON(c)), "invalid signature"},
+			{"signature from another key", ti.signRaw("ES256", ti.other, hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}), jwtJSON(c)), "invalid signature"},
 			{"payload tampered", tampered, "invalid signature"},
-			{"ECDSA r=s=0", parts[0] + "." + parts[1] + "." + b64(make([]byte, 64)), "invalid signature"},
-			{"unknown kid", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "nope"}), mustJSON(c)), "unknown key"},
+			{"ECDSA r=s=0", parts[0] + "." + parts[1] + "." + jwtB64(make([]byte, 64)), "invalid signature"},
+			{"unknown kid", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "nope"}), jwtJSON(c)), "unknown key"},
 			{"no kid with several keys", ti.sign("es256", c, map[string]any{"kid": nil}), "token has no kid"},
 			{"jku names the attacker's keys", attackerSigned(map[string]any{"kid": "attacker", "jku": keyServer.URL}), "unknown key"},
 			{"x5u names the attacker's server", attackerSigned(map[string]any{"kid": "attacker", "x5u": keyServer.URL}), "unknown key"},
@@ -291,9 +291,9 @@ func TestAuthEndToEnd(t *testing.T) {
 			{"padded base64", parts[0] + "=." + parts[1] + "." + parts[2], "malformed token"},
 			{"non-canonical base64, validly signed", nonCanonical, "malformed token"},
 			{"duplicate claim", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}),
-				[]byte(strings.TrimSuffix(string(mustJSON(c)), "}")+`,"sub":"admin"}`)), "duplicate JSON member in token"},
-			{"duplicate header member", ti.signRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","kid":"rs"}`), mustJSON(c)), "duplicate JSON member in token"},
-			{"escaped duplicate header member", ti.signRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","\u006bid":"rs"}`), mustJSON(c)), "duplicate JSON member in token"},
+				[]byte(strings.TrimSuffix(string(jwtJSON(c)), "}")+`,"sub":"admin"}`)), "duplicate JSON member in token"},
+			{"duplicate header member", ti.signRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","kid":"rs"}`), jwtJSON(c)), "duplicate JSON member in token"},
+			{"escaped duplicate header member", ti.signRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","\u006bid":"rs"}`), jwtJSON(c)), "duplicate JSON member in token"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				before := up.Count()
@@ -309,7 +309,7 @@ func TestAuthEndToEnd(t *testing.T) {
 	})
 
 	t.Run("audit entries and access log", func(t *testing.T) {
-		resp := get(t, "/nl-query/audit", bearer(ti.sign("es256", claims(now(), map[string]any{"jti": "audit-jti"}), nil))...)
+		resp := get(t, "/nl-query/audit", bearer(ti.sign("es256", testClaims(now(), map[string]any{"jti": "audit-jti"}), nil))...)
 		rid := resp.Header.Get("X-Request-ID")
 		allow := s.WaitLog(func(e map[string]any) bool {
 			return e["logger"] == "http.handlers.sechard.audit" && e["request_id"] == rid && rid != ""
@@ -362,7 +362,7 @@ func TestAuthEndToEnd(t *testing.T) {
 						delete(req, "headers")
 					}
 				}
-				line = string(mustJSON(e))
+				line = string(jwtJSON(e))
 			}
 			b.WriteString(line + "\n")
 		}
@@ -391,16 +391,16 @@ func TestAuthEndToEnd(t *testing.T) {
 // ecJWK renders a P-256 public key as a JWK.
 func ecJWK(pub *ecdsa.PublicKey, kid string) string {
 	raw, _ := pub.Bytes()
-	m := map[string]any{"kty": "EC", "crv": "P-256", "x": b64(raw[1:33]), "y": b64(raw[33:]), "use": "sig"}
+	m := map[string]any{"kty": "EC", "crv": "P-256", "x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:]), "use": "sig"}
 	if kid != "" {
 		m["kid"] = kid
 	}
-	return string(mustJSON(m))
+	return string(jwtJSON(m))
 }
 
 // okpJWK renders an Ed25519 public key as a JWK.
 func okpJWK(pub ed25519.PublicKey, kid string) string {
-	return string(mustJSON(map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64(pub), "kid": kid, "alg": "EdDSA"}))
+	return string(jwtJSON(map[string]any{"kty": "OKP", "crv": "Ed25519", "x": jwtB64(pub), "kid": kid, "alg": "EdDSA"}))
 }
 
 // TestAuthPhasesEndToEnd walks the three-phase migration in one Caddy, with
@@ -410,7 +410,7 @@ func TestAuthPhasesEndToEnd(t *testing.T) {
 	up := startUpstream(t)
 	s := startCaddy(t, authSite(ti, up.Addr, "phase dual"), caddyOptions{Env: authEnv})
 	token := func() []string {
-		return []string{"Authorization", "Bearer " + ti.sign("es256", claims(time.Now(), nil), nil)}
+		return []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), nil), nil)}
 	}
 	auditFor := func(resp *http.Response) map[string]any {
 		rid := resp.Header.Get("X-Request-ID")
@@ -557,7 +557,7 @@ func TestAuthHandleErrorsJSONRecipe(t *testing.T) {
 	if resp.Header.Get("WWW-Authenticate") != `Bearer realm="sechard"` || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers %v", resp.Header)
 	}
-	resp = s.Get("/admin/x", "Authorization", "Bearer "+ti.sign("rs", claims(time.Now(), nil), nil))
+	resp = s.Get("/admin/x", "Authorization", "Bearer "+ti.sign("rs", testClaims(time.Now(), nil), nil))
 	if body := readBody(resp); resp.StatusCode != 403 || !strings.Contains(body, `"status":403`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}

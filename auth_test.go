@@ -18,9 +18,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// newTestExchange is a request as Caddy hands it to a handler: with a
+// newAuthExchange is a request as Caddy hands it to a handler: with a
 // replacer and a vars table in its context.
-func newTestExchange(path string) *exchange {
+func newAuthExchange(path string) *exchange {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	repl := caddy.NewReplacer()
 	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
@@ -162,7 +162,7 @@ func TestAuthProvisionRejectsBadConfig(t *testing.T) {
 		"header Authorization":       {Auth{APIKeys: []APIKey{{Secret: "A"}}, APIKeyHeader: "authorization"}, "api_key_header"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			err := tc.a.provision(testEnv(t, time.Now, secrets))
+			err := tc.a.provision(authTestEnv(t, time.Now, secrets))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want error containing %q, got %v", tc.want, err)
 			}
@@ -172,11 +172,11 @@ func TestAuthProvisionRejectsBadConfig(t *testing.T) {
 
 func writePrivatePEM(t *testing.T) string {
 	path := t.TempDir() + "/priv.pem"
-	writeFile(t, path, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIH3rJ9d2Ag1/f6EAdrl+e2rOe4UKTfFkxU4I+4q9c0pZ\n-----END PRIVATE KEY-----\n")
+	writeAuthFile(t, path, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIH3rJ9d2Ag1/f6EAdrl+e2rOe4UKTfFkxU4I+4q9c0pZ\n-----END PRIVATE KEY-----\n")
 	return path
 }
 
-func writeFile(t testing.TB, path, content string) {
+func writeAuthFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
@@ -228,8 +228,8 @@ func TestAuthDecideSetsIdentityAndPlaceholders(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Now()
 	a := fuzzAuth(t, ti, now)
-	ex := newTestExchange("/x")
-	ex.r.Header.Set("Authorization", "Bearer "+ti.sign("es256", claims(now, nil), nil))
+	ex := newAuthExchange("/x")
+	ex.r.Header.Set("Authorization", "Bearer "+ti.sign("es256", testClaims(now, nil), nil))
 	ex.r.Header.Set("X-Auth-Subject", "admin")
 	ex.r.Header.Set("X-Api-Key", "the-key")
 	if d := a.decide(ex); d.Status != 0 {
@@ -276,8 +276,8 @@ func BenchmarkAuthCachedTokenRequest(b *testing.B) {
 	now := time.Now()
 	a := fuzzAuth(b, ti, now)
 	a.Require = nil
-	tok := "Bearer " + ti.sign("es256", claims(now, nil), nil)
-	ex := newTestExchange("/x")
+	tok := "Bearer " + ti.sign("es256", testClaims(now, nil), nil)
+	ex := newAuthExchange("/x")
 	ex.r.Header.Set("Authorization", tok)
 	if d := a.decide(ex); d.Status != 0 {
 		b.Fatalf("refused: %+v", d)

@@ -71,8 +71,8 @@ func newRotKeyEd(t *testing.T, kid string) rotKey {
 }
 
 func (k rotKey) token() string {
-	h := mustJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
-	return new(testIssuer).signRaw(k.alg, k.priv, h, mustJSON(claims(time.Now(), nil)))
+	h := jwtJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
+	return new(testIssuer).signRaw(k.alg, k.priv, h, jwtJSON(testClaims(time.Now(), nil)))
 }
 
 func jwksSite(url, extra string) string {
@@ -229,7 +229,7 @@ func TestAuthJWKSFirstFetchFailureFailsTheLoad(t *testing.T) {
 	s.WaitLog(func(e map[string]any) bool {
 		return e["logger"] == "http.handlers.sechard.auth" && strings.Contains(e["msg"].(string), "first fetch failed")
 	}, 3*time.Second)
-	if resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", claims(time.Now(), nil), nil)); resp.StatusCode != 200 {
+	if resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", testClaims(time.Now(), nil), nil)); resp.StatusCode != 200 {
 		t.Fatalf("static key refused: %d", resp.StatusCode)
 	}
 }

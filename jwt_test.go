@@ -103,9 +103,9 @@ func (ti *testIssuer) jwtBlock(extra string) string {
 	return b.String()
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+func jwtB64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-func mustJSON(v any) []byte {
+func jwtJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
@@ -115,7 +115,7 @@ func mustJSON(v any) []byte {
 
 // claims returns a valid claim set issued now, plus overrides (a nil value
 // deletes the claim).
-func claims(now time.Time, over map[string]any) map[string]any {
+func testClaims(now time.Time, over map[string]any) map[string]any {
 	c := map[string]any{
 		"sub":    "service-bi",
 		"iss":    "https://auth.test",
@@ -138,12 +138,12 @@ func claims(now time.Time, over map[string]any) map[string]any {
 // sign builds a compact JWS over the exact header and payload bytes given,
 // signed for real with the key kid using alg.
 func (ti *testIssuer) signRaw(alg string, key any, header, payload []byte) string {
-	signing := b64(header) + "." + b64(payload)
+	signing := jwtB64(header) + "." + jwtB64(payload)
 	sig, err := jwt.GetSigningMethod(alg).Sign(signing, key)
 	if err != nil {
 		panic(err)
 	}
-	return signing + "." + b64(sig)
+	return signing + "." + jwtB64(sig)
 }
 
 // sign signs claims with the key kid (and its algorithm), adding header
@@ -158,11 +158,11 @@ func (ti *testIssuer) sign(kid string, c map[string]any, hdr map[string]any) str
 			h[k] = v
 		}
 	}
-	return ti.signRaw(alg, ti.keys[kid], mustJSON(h), mustJSON(c))
+	return ti.signRaw(alg, ti.keys[kid], jwtJSON(h), jwtJSON(c))
 }
 
-// testEnv is a provisionEnv for unit tests, with a controllable clock.
-func testEnv(t testing.TB, now func() time.Time, secrets map[string]string) *provisionEnv {
+// authTestEnv is a provisionEnv for unit tests, with a controllable clock.
+func authTestEnv(t testing.TB, now func() time.Time, secrets map[string]string) *provisionEnv {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
@@ -180,11 +180,11 @@ func TestVerifierClaimRules(t *testing.T) {
 	for _, kid := range []string{"es256", "es384", "es512", "ed", "rs"} {
 		j.PublicKeys = append(j.PublicKeys, PublicKey{File: ti.pemPath(kid), KID: kid})
 	}
-	v, err := j.newVerifier(testEnv(t, func() time.Time { return now }, nil))
+	v, err := j.newVerifier(authTestEnv(t, func() time.Time { return now }, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := func(over map[string]any) string { return ti.sign("es256", claims(now, over), nil) }
+	s := func(over map[string]any) string { return ti.sign("es256", testClaims(now, over), nil) }
 	tests := []struct {
 		name  string
 		token string
@@ -226,7 +226,7 @@ func TestVerifierClaimRules(t *testing.T) {
 func TestVerifierScopeForms(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Unix(1_800_000_000, 0)
-	v, err := (&JWT{PublicKeys: []PublicKey{{File: ti.pemPath("ed")}}}).newVerifier(testEnv(t, func() time.Time { return now }, nil))
+	v, err := (&JWT{PublicKeys: []PublicKey{{File: ti.pemPath("ed")}}}).newVerifier(authTestEnv(t, func() time.Time { return now }, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestVerifierScopeForms(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			// A single configured key without kid: the token needs no kid.
-			id, err := v.verify(ti.sign("ed", claims(now, over), map[string]any{"kid": nil}), now)
+			id, err := v.verify(ti.sign("ed", testClaims(now, over), map[string]any{"kid": nil}), now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -296,7 +296,7 @@ func TestCheckJSONObjectRejectsDuplicates(t *testing.T) {
 func FuzzAuthCredential(f *testing.F) {
 	ti := newTestIssuer(f)
 	now := time.Unix(1_800_000_000, 0)
-	good := ti.sign("es256", claims(now, nil), nil)
+	good := ti.sign("es256", testClaims(now, nil), nil)
 	f.Add("Bearer "+good, "")
 	f.Add("bearer "+good+".x", "")
 	f.Add("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "")
@@ -305,7 +305,7 @@ func FuzzAuthCredential(f *testing.F) {
 	f.Add("Bearer "+strings.Repeat("A", 9000), "")
 	a := fuzzAuth(f, ti, now)
 	f.Fuzz(func(t *testing.T, authz, key string) {
-		ex := newTestExchange("/x")
+		ex := newAuthExchange("/x")
 		if authz != "" {
 			ex.r.Header["Authorization"] = []string{authz}
 		}
@@ -331,7 +331,7 @@ func fuzzAuth(tb testing.TB, ti *testIssuer, now time.Time) *Auth {
 		APIKeys: []APIKey{{Secret: "K", Scopes: []string{"x"}}},
 		JWT:     &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}, {File: ti.pemPath("ed"), KID: "ed"}}},
 	}
-	if err := a.provision(testEnv(tb, func() time.Time { return now }, map[string]string{"K": "the-key"})); err != nil {
+	if err := a.provision(authTestEnv(tb, func() time.Time { return now }, map[string]string{"K": "the-key"})); err != nil {
 		tb.Fatal(err)
 	}
 	return a
@@ -348,13 +348,13 @@ func BenchmarkJWTVerify(b *testing.B) {
 	for _, kid := range []string{"es256", "ed", "rs"} {
 		j.PublicKeys = append(j.PublicKeys, PublicKey{File: ti.pemPath(kid), KID: kid})
 	}
-	v, err := j.newVerifier(testEnv(b, func() time.Time { return now }, nil))
+	v, err := j.newVerifier(authTestEnv(b, func() time.Time { return now }, nil))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, kid := range []string{"es256", "ed", "rs"} {
 		alg := ti.algs[kid]
-		token := ti.sign(kid, claims(now, nil), nil)
+		token := ti.sign(kid, testClaims(now, nil), nil)
 		signing := token[:strings.LastIndexByte(token, '.')]
 		sig, _ := base64.RawURLEncoding.DecodeString(token[len(signing)+1:])
 		b.Run("uncached/"+alg, func(b *testing.B) {
