@@ -327,7 +327,7 @@ func newKeySet(groups ...[]*verifyKey) *keySet {
 // present-but-zero `exp` is an expired token, never a missing one.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Scopes *scopeList `json:"scopes,omitempty"`
+	Scopes []string   `json:"scopes,omitempty"` // an array; a string here is a malformed token
 	Scope  *string    `json:"scope,omitempty"`
 	Scp    *scopeList `json:"scp,omitempty"` // either form
 }
@@ -631,13 +631,8 @@ func (v *verifier) verify(token string, now time.Time) (*identity, error) {
 	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > v.maxTTL {
 		return nil, errTokenTTL
 	}
-	if claims.Scopes != nil && claims.Scopes.isString {
-		return nil, errTokenClaims // `scopes` is an array; `scope` is the string form
-	}
 	id := &identity{method: "jwt", subject: claims.Subject, jti: claims.ID, iat: claims.IssuedAt.Time}
-	if claims.Scopes != nil {
-		id.scopes = append(id.scopes, claims.Scopes.list...)
-	}
+	id.scopes = append(id.scopes, claims.Scopes...)
 	if claims.Scope != nil {
 		id.scopes = append(id.scopes, strings.Fields(*claims.Scope)...)
 	}

@@ -205,7 +205,7 @@ func TestVerifierClaimRules(t *testing.T) {
 		{"missing issuer", s(map[string]any{"iss": nil}), errTokenIssuer},
 		{"wrong audience", s(map[string]any{"aud": "other-api"}), errTokenAudience},
 		{"audience in a list", s(map[string]any{"aud": []string{"x", "nl-query-api"}}), nil},
-		{"scopes as a string is refused", s(map[string]any{"scopes": "a b"}), errTokenClaims},
+		{"scopes as a string is refused", s(map[string]any{"scopes": "a b"}), errTokenMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
