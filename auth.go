@@ -1,28 +1,371 @@
 package sechard
 
-import "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
-// Auth authenticates clients and enforces scopes per endpoint (SEC-10).
-// STUB: the auth issue replaces this.
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Auth authenticates clients and enforces scopes per endpoint (SEC-10): the
+// migration from shared API keys to JWTs in three phases, with an audit
+// entry for every decision.
+//
+// Credentials are `Authorization: Bearer <JWT>` or the API key header
+// (never the query string). When both are sent, the JWT decides. `public`
+// paths need none; every other path needs valid credentials and the scopes
+// of the first `require` rule that matches it.
 type Auth struct {
-	// Mode is enforce (default) or report.
+	// The migration phase: `dual` (default: API keys and JWTs both
+	// accepted), `jwt_rollout` (both accepted; API-key requests are logged
+	// as deprecated and their responses carry `Deprecation` and `Sunset`
+	// headers) or `jwt_only` (API keys refused with 401). Changing phase is a
+	// `caddy reload`.
+	Phase string `json:"phase,omitempty"`
+
+	// Named shared API keys. Each key's secret is required when the config
+	// loads, like every secret.
+	APIKeys []APIKey `json:"api_keys,omitempty"`
+
+	// The request header carrying an API key. Default: X-API-Key. It is
+	// removed from the request once read, so the key never reaches the
+	// upstream.
+	APIKeyHeader string `json:"api_key_header,omitempty"`
+
+	// When API keys became deprecated (RFC 3339). Sent as
+	// `Deprecation: @<unix seconds>` (RFC 9745) in `jwt_rollout`, where it
+	// is required.
+	Deprecated string `json:"deprecated,omitempty"`
+
+	// The announced end of API keys (RFC 3339), sent as a `Sunset`
+	// HTTP-date (RFC 8594) in `jwt_rollout`. Must not be earlier than
+	// `deprecated`.
+	Sunset string `json:"sunset,omitempty"`
+
+	// How JWTs are verified. Without it, only API keys are accepted.
+	JWT *JWT `json:"jwt,omitempty"`
+
+	// Scope rules, first match wins. A rule without a path applies to every
+	// path not matched by an earlier rule. A path matched by no rule needs
+	// valid credentials and no particular scope.
+	Require []Requirement `json:"require,omitempty"`
+
+	// Path patterns (as Caddy's path matcher) that need no credentials.
+	// Checked before anything else; client-sent X-Auth-* headers are
+	// removed on them too.
+	Public []string `json:"public,omitempty"`
+
+	// `enforce` (default) or `report`: decide and audit (with
+	// "enforced": false), but never refuse.
 	Mode string `json:"mode,omitempty"`
+
+	// Revocation of tokens before they expire.
+	Revocation *Revocation `json:"revocation,omitempty"`
+
+	keyHeader  string
+	apiKeys    *apiKeySet
+	jwt        *verifier
+	rules      []compiledRule
+	public     caddyhttp.MatchPath
+	deprecated time.Time
+	// depHeader and sunsetHeader are the values of the Deprecation and
+	// Sunset headers in jwt_rollout ("" when not sent).
+	depHeader    string
+	sunsetHeader string
+	enforced     bool
+	logger       *zap.Logger // http.handlers.sechard.auth
+	audit        *zap.Logger // http.handlers.sechard.audit
+	now          func() time.Time
 }
+
+// Requirement is one `require` rule.
+type Requirement struct {
+	// A path pattern, as Caddy's path matcher. Empty: every path not
+	// matched by an earlier rule.
+	Path string `json:"path,omitempty"`
+	// Scopes that must all be present, matched exactly.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+type compiledRule struct {
+	match  caddyhttp.MatchPath // nil: every path
+	scopes []string
+	joined string
+}
+
+const (
+	phaseDual       = "dual"
+	phaseJWTRollout = "jwt_rollout"
+	phaseJWTOnly    = "jwt_only"
+
+	defaultAPIKeyHeader = "X-API-Key"
+
+	hdrSubject = "X-Auth-Subject"
+	hdrScopes  = "X-Auth-Scopes"
+	hdrMethod  = "X-Auth-Method"
+)
+
+// identityHeaders are set by sechard only; client-sent copies never pass.
+var identityHeaders = [...]string{hdrSubject, hdrScopes, hdrMethod}
 
 func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		return d.Errf("unrecognized auth option %q", d.Val())
+		switch opt := d.Val(); opt {
+		case "phase":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case phaseDual, phaseJWTRollout, phaseJWTOnly:
+				a.Phase = d.Val()
+			default:
+				return d.Errf("phase must be dual, jwt_rollout or jwt_only, got %q", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "api_key":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.APIKeys = append(a.APIKeys, APIKey{Secret: args[0], Scopes: args[1:]})
+		case "api_key_header":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.APIKeyHeader = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "deprecated", "sunset":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := time.Parse(time.RFC3339, d.Val()); err != nil {
+				return d.Errf("%s: want an RFC 3339 time such as 2026-12-01T00:00:00Z: %v", opt, err)
+			}
+			if opt == "deprecated" {
+				a.Deprecated = d.Val()
+			} else {
+				a.Sunset = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "jwt":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if a.JWT == nil {
+				a.JWT = new(JWT)
+			}
+			if err := a.JWT.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "require":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			var req Requirement
+			if strings.HasPrefix(args[0], "/") || strings.HasPrefix(args[0], "*") {
+				req.Path, args = args[0], args[1:]
+			}
+			req.Scopes = args
+			a.Require = append(a.Require, req)
+		case "public":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.Public = append(a.Public, args...)
+		case "mode":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Mode = d.Val()
+			if a.Mode != modeEnforce && a.Mode != modeReport {
+				return d.Errf("mode must be enforce or report, got %q", a.Mode)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "revocation":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Revocation = new(Revocation)
+			if err := a.Revocation.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized auth option %q", opt)
+		}
 	}
 	return nil
 }
 
 // requiredSecrets names the secrets the auth config needs (its API keys), so
 // they are required automatically.
-func (a *Auth) requiredSecrets() []string { return nil }
+func (a *Auth) requiredSecrets() []string {
+	if a == nil {
+		return nil
+	}
+	names := make([]string, 0, len(a.APIKeys))
+	for _, k := range a.APIKeys {
+		names = append(names, k.Secret)
+	}
+	return names
+}
 
-func (a *Auth) provision(env *provisionEnv) error { return nil }
+func (a *Auth) provision(env *provisionEnv) error {
+	if a == nil {
+		return nil
+	}
+	a.logger = env.logger.Named("auth")
+	a.audit = env.logger.Named("audit")
+	a.now = env.now
+	a.enforced = a.Mode != modeReport
 
-func (a *Auth) cleanup() error { return nil }
+	switch a.Phase {
+	case "":
+		a.Phase = phaseDual
+	case phaseDual, phaseJWTRollout, phaseJWTOnly:
+	default:
+		return fmt.Errorf("phase must be dual, jwt_rollout or jwt_only, got %q", a.Phase)
+	}
+
+	a.keyHeader = http.CanonicalHeaderKey(a.APIKeyHeader)
+	if a.keyHeader == "" {
+		a.keyHeader = defaultAPIKeyHeader
+	}
+	switch a.keyHeader {
+	case "Authorization", hdrSubject, hdrScopes, hdrMethod:
+		return fmt.Errorf("api_key_header cannot be %s", a.keyHeader)
+	}
+
+	if err := a.provisionDates(); err != nil {
+		return err
+	}
+
+	// API keys: digests of every key, and no two holders with one value.
+	seen := make(map[string]bool, len(a.APIKeys))
+	for _, k := range a.APIKeys {
+		if k.Secret == "" {
+			return errors.New("api_key: a secret name is required")
+		}
+		if seen[k.Secret] {
+			return fmt.Errorf("api_key %s configured twice", k.Secret)
+		}
+		seen[k.Secret] = true
+		if _, ok := env.secrets[k.Secret]; !ok {
+			return fmt.Errorf("missing required secret: %s", k.Secret)
+		}
+	}
+	a.apiKeys = newAPIKeySet(a.APIKeys, env.secrets)
+	for i := range a.apiKeys.digests {
+		for j := range i {
+			if a.apiKeys.digests[i] == a.apiKeys.digests[j] {
+				return fmt.Errorf("api_key %s and api_key %s have the same value; each holder needs its own key",
+					a.APIKeys[j].Secret, a.APIKeys[i].Secret)
+			}
+		}
+	}
+	for _, k := range a.APIKeys {
+		if len(k.Scopes) == 0 {
+			a.logger.Warn("API key has no scopes: legacy full access to every path; list its scopes to enforce least privilege",
+				zap.String("key", k.Secret))
+		}
+	}
+	if len(a.APIKeys) > 0 && a.Phase == phaseJWTOnly {
+		a.logger.Info("phase jwt_only: configured API keys are refused (kept only to name them in logs)")
+	}
+
+	if a.JWT != nil {
+		v, err := a.JWT.newVerifier(env)
+		if err != nil {
+			return fmt.Errorf("jwt: %w", err)
+		}
+		a.jwt = v
+	}
+	if a.jwt == nil && (len(a.APIKeys) == 0 || a.Phase == phaseJWTOnly) {
+		return errors.New("no usable credentials: configure a jwt block (and, outside jwt_only, api_key lines)")
+	}
+
+	// Scope rules.
+	a.rules = nil
+	catchAll := false
+	for _, req := range a.Require {
+		r := compiledRule{scopes: dedupe(append([]string(nil), req.Scopes...))}
+		r.joined = strings.Join(r.scopes, " ")
+		if req.Path != "" {
+			r.match = caddyhttp.MatchPath{req.Path}
+			if err := r.match.Provision(env.Context); err != nil {
+				return fmt.Errorf("require %s: %v", req.Path, err)
+			}
+		}
+		if catchAll {
+			a.logger.Warn("require rule after a rule without a path can never match", zap.String("path", req.Path))
+		}
+		catchAll = catchAll || req.Path == ""
+		a.rules = append(a.rules, r)
+	}
+	if len(a.Public) > 0 {
+		a.public = append(caddyhttp.MatchPath(nil), a.Public...)
+		if err := a.public.Provision(env.Context); err != nil {
+			return fmt.Errorf("public: %v", err)
+		}
+	}
+
+	if err := a.Revocation.provision(env); err != nil {
+		return fmt.Errorf("revocation: %w", err)
+	}
+	return nil
+}
+
+func (a *Auth) provisionDates() error {
+	var sunset time.Time
+	var err error
+	if a.Deprecated != "" {
+		if a.deprecated, err = time.Parse(time.RFC3339, a.Deprecated); err != nil {
+			return fmt.Errorf("deprecated: %v", err)
+		}
+	}
+	if a.Sunset != "" {
+		if sunset, err = time.Parse(time.RFC3339, a.Sunset); err != nil {
+			return fmt.Errorf("sunset: %v", err)
+		}
+		if a.Deprecated != "" && sunset.Before(a.deprecated) {
+			return fmt.Errorf("sunset %s is earlier than deprecated %s (RFC 8594)", a.Sunset, a.Deprecated)
+		}
+	}
+	if a.Phase == phaseJWTRollout {
+		if a.Deprecated == "" {
+			return errors.New("phase jwt_rollout requires `deprecated` (the date API keys became deprecated)")
+		}
+		a.depHeader = "@" + strconv.FormatInt(a.deprecated.Unix(), 10)
+		if a.Sunset != "" {
+			a.sunsetHeader = sunset.UTC().Format(http.TimeFormat)
+		}
+	}
+	return nil
+}
+
+func (a *Auth) cleanup() error {
+	if a == nil {
+		return nil
+	}
+	// The JWKS refresher stops with Caddy's context of this config.
+	return a.Revocation.cleanup()
+}
 
 func (a *Auth) mode() string {
 	if a == nil {
@@ -31,4 +374,200 @@ func (a *Auth) mode() string {
 	return a.Mode
 }
 
-func (a *Auth) decide(ex *exchange) decision { return allow }
+// decide authenticates the request and checks its scopes.
+func (a *Auth) decide(ex *exchange) decision {
+	if a == nil {
+		return allow
+	}
+	r := ex.r
+	// Identity headers are sechard's alone: client-sent copies go first,
+	// whatever happens next. The API key leaves the request as soon as it
+	// is read, so it never reaches the upstream.
+	for _, h := range identityHeaders {
+		r.Header.Del(h)
+	}
+	keys := r.Header.Values(a.keyHeader)
+	if len(keys) > 0 {
+		r.Header.Del(a.keyHeader)
+	}
+
+	if a.public != nil && a.public.Match(r) {
+		a.record(ex, zapcore.DebugLevel, "allow", "public", "", nil, nil, "")
+		return allow
+	}
+
+	id, cerr, method := a.authenticate(ex, keys)
+	if cerr != nil {
+		if method == "" {
+			d := decision{Status: http.StatusUnauthorized, Reason: "auth_missing", Detail: "no credentials", Header: http.Header{}}
+			d.Header.Set("WWW-Authenticate", `Bearer realm="sechard"`)
+			a.record(ex, zapcore.WarnLevel, "deny", d.Reason, method, nil, nil, "")
+			return d
+		}
+		d := decision{Status: http.StatusUnauthorized, Reason: cerr.reason, Detail: cerr.desc, Header: http.Header{}}
+		d.Header.Set("WWW-Authenticate", `Bearer realm="sechard", error="invalid_token", error_description="`+cerr.desc+`"`)
+		a.record(ex, zapcore.WarnLevel, "deny", d.Reason, method, id, cerr, "")
+		return d
+	}
+
+	for _, rule := range a.rules {
+		if rule.match != nil && !rule.match.Match(r) {
+			continue
+		}
+		for _, s := range rule.scopes {
+			if !id.has(s) {
+				d := decision{Status: http.StatusForbidden, Reason: "auth_insufficient_scope", Detail: "missing scope " + s, Header: http.Header{}}
+				d.Header.Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+rule.joined+`"`)
+				a.record(ex, zapcore.WarnLevel, "deny", d.Reason, id.method, id, nil, rule.joined)
+				return d
+			}
+		}
+		break // first match wins
+	}
+
+	r.Header.Set(hdrSubject, id.subject)
+	if id.joined != "" {
+		r.Header.Set(hdrScopes, id.joined)
+	}
+	r.Header.Set(hdrMethod, id.method)
+	ex.repl.Set("http.auth.user.id", id.subject)
+	ex.repl.Set("http.auth.user.scopes", id.joined)
+	ex.repl.Set("http.auth.user.method", id.method)
+	a.record(ex, zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")
+	return allow
+}
+
+// authenticate finds the request's credential in precedence order and
+// verifies it. method names the kind of credential presented ("" for
+// none). On a refusal, id may still name who it was (a matched API key in
+// jwt_only, a revoked token's subject) for the audit log.
+func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *credError, method string) {
+	r := ex.r
+	// 1. mTLS identity (`client_cert`, issue 10) slots in here, first.
+
+	// 2. JWT: when a bearer token is present it decides, even if an API
+	//    key was sent too.
+	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
+		if len(auth) > 1 {
+			return nil, errCredAmbiguous, "jwt"
+		}
+		if token, ok := bearerToken(auth[0]); ok {
+			if a.jwt == nil {
+				return nil, errJWTNotAccepted, "jwt"
+			}
+			if token == "" {
+				return nil, errBearerMalformed, "jwt"
+			}
+			id, err := a.jwt.verify(token, a.now())
+			if err != nil {
+				return nil, err.(*credError), "jwt"
+			}
+			// Revocation is asked on every request, cached token or not.
+			if a.Revocation.revoked(id.jti, id.subject, id.iat) {
+				return id, errTokenRevoked, "jwt"
+			}
+			return id, nil, "jwt"
+		}
+		// Another scheme (Basic, ...) is not a credential sechard knows.
+	}
+
+	// 3. API key.
+	if len(keys) == 0 {
+		return nil, &credError{reason: "auth_missing"}, ""
+	}
+	if len(keys) > 1 {
+		return nil, errCredAmbiguous, "api_key"
+	}
+	if a.Phase == phaseJWTRollout {
+		// RFC 9745/8594: every API-key response says keys are going away.
+		h := ex.w.Header()
+		h.Set("Deprecation", a.depHeader)
+		if a.sunsetHeader != "" {
+			h.Set("Sunset", a.sunsetHeader)
+		}
+	}
+	if len(keys[0]) > maxTokenSize {
+		return nil, errTokenTooLarge, "api_key"
+	}
+	id = a.apiKeys.match(keys[0])
+	switch {
+	case a.Phase == phaseJWTOnly:
+		if id != nil {
+			if c := a.logger.Check(zapcore.WarnLevel, "API key refused: phase jwt_only"); c != nil {
+				c.Write(zap.String("key", id.subject), zap.String("request_id", ex.requestID))
+			}
+		}
+		return id, errKeyDisabled, "api_key"
+	case id == nil:
+		return nil, errKeyUnknown, "api_key"
+	case a.Phase == phaseJWTRollout:
+		if c := a.logger.Check(zapcore.WarnLevel, "deprecated API key used; migrate this client to a JWT"); c != nil {
+			c.Write(zap.String("key", id.subject), zap.String("deprecated", a.Deprecated),
+				zap.String("sunset", a.Sunset), zap.String("request_id", ex.requestID))
+		}
+	}
+	return id, nil, "api_key"
+}
+
+// bearerToken extracts the token of an `Authorization: Bearer` value (RFC
+// 6750 §2.1; the scheme is case-insensitive). ok is false for other schemes.
+func bearerToken(v string) (token string, ok bool) {
+	const scheme = "bearer"
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	rest := v[len(scheme):]
+	if rest == "" {
+		return "", true
+	}
+	if rest[0] != ' ' {
+		return "", false // "Bearerx": another scheme
+	}
+	return strings.TrimLeft(rest, " "), true
+}
+
+// record writes the audit entry of one decision. It never holds a token or
+// key value: only the holder's name, the subject, scopes and jti.
+func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method string, id *identity, cerr *credError, needed string) {
+	c := a.audit.Check(lvl, "auth decision")
+	if c == nil {
+		return
+	}
+	r := ex.r
+	path := r.URL.Path
+	if len(path) > 256 {
+		path = path[:256]
+	}
+	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	fields := make([]zap.Field, 0, 14)
+	fields = append(fields,
+		zap.String("decision", verdict),
+		zap.String("reason", reason),
+		zap.Bool("enforced", a.enforced),
+		zap.String("path", path),
+		zap.String("client_ip", clientIP),
+		zap.String("request_id", ex.requestID),
+	)
+	if method != "" {
+		fields = append(fields, zap.String("method", method))
+	}
+	if id != nil {
+		if id.method == "api_key" {
+			fields = append(fields, zap.String("key", id.subject))
+		} else {
+			fields = append(fields, zap.String("subject", id.subject), zap.String("jti", id.jti))
+		}
+		if id.full {
+			fields = append(fields, zap.Bool("full_access", true))
+		} else {
+			fields = append(fields, zap.String("scopes", id.joined))
+		}
+	}
+	if cerr != nil && cerr.desc != "" {
+		fields = append(fields, zap.String("detail", cerr.desc))
+	}
+	if needed != "" {
+		fields = append(fields, zap.String("required_scopes", needed))
+	}
+	c.Write(fields...)
+}

@@ -74,6 +74,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //				public_key <pem-file> [<kid>]
 //				jwks_file  <path>
 //				jwks_url   <url>
+//				refresh    <duration>
 //				issuer     <iss>
 //				audience   <aud>
 //				algorithms <alg...>

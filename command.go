@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -210,40 +209,13 @@ func publicJWK(pub crypto.PublicKey) (map[string]string, error) {
 	default:
 		return nil, fmt.Errorf("unsupported key type %T", pub)
 	}
-	jwk["kid"] = jwkThumbprint(jwk)
+	jwk["kid"] = thumbprint(pub)
 	jwk["use"] = "sig"
 	return jwk, nil
 }
 
-// jwkThumbprint computes the RFC 7638 thumbprint: the base64url SHA-256 of
-// the JSON object of the key type's required members, in lexicographic
-// order, without whitespace (section 3.2).
-func jwkThumbprint(jwk map[string]string) string {
-	var members []string
-	switch jwk["kty"] {
-	case "EC":
-		members = []string{"crv", "kty", "x", "y"}
-	case "OKP": // RFC 8037 section 2
-		members = []string{"crv", "kty", "x"}
-	case "RSA":
-		members = []string{"e", "kty", "n"}
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range members {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		// The members are base64url or fixed names: no escaping needed.
-		fmt.Fprintf(&b, "%q:%q", m, jwk[m])
-	}
-	b.WriteByte('}')
-	sum := sha256.Sum256(b.Bytes())
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// tokenClaims are the claims `caddy sechard token` signs.
-type tokenClaims struct {
+// mintedClaims are the claims `caddy sechard token` signs.
+type mintedClaims struct {
 	Scopes []string `json:"scopes"`
 	jwt.RegisteredClaims
 }
@@ -289,7 +261,7 @@ func cmdToken(fl caddycmd.Flags) (int, error) {
 		}
 	}
 	now := time.Now().Truncate(time.Second)
-	claims := tokenClaims{
+	claims := mintedClaims{
 		Scopes: scopes,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   sub,

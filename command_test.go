@@ -52,18 +52,6 @@ func rfc7638(k testJWK) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-func TestRFC7638ThumbprintExample(t *testing.T) {
-	// The worked example of RFC 7638 section 3.1.
-	jwk := map[string]string{
-		"kty": "RSA",
-		"n":   "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-		"e":   "AQAB",
-	}
-	if got, want := jwkThumbprint(jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"; got != want {
-		t.Fatalf("thumbprint %s, want %s", got, want)
-	}
-}
-
 func readPublicKey(t *testing.T, name string) crypto.PublicKey {
 	t.Helper()
 	data, err := os.ReadFile(name)
