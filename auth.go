@@ -396,15 +396,16 @@ func (a *Auth) decide(ex *exchange) decision {
 		return allow
 	}
 
+	// Denials are Logged: the audit entry is their record, in report mode too.
 	id, cerr, method := a.authenticate(ex, keys)
 	if cerr != nil {
 		if method == "" {
-			d := decision{Status: http.StatusUnauthorized, Reason: "auth_missing", Detail: "no credentials", Header: http.Header{}}
+			d := decision{Status: http.StatusUnauthorized, Reason: "auth_missing", Detail: "no credentials", Header: http.Header{}, Logged: true}
 			d.Header.Set("WWW-Authenticate", `Bearer realm="sechard"`)
 			a.record(ex, zapcore.WarnLevel, "deny", d.Reason, method, nil, nil, "")
 			return d
 		}
-		d := decision{Status: http.StatusUnauthorized, Reason: cerr.reason, Detail: cerr.desc, Header: http.Header{}}
+		d := decision{Status: http.StatusUnauthorized, Reason: cerr.reason, Detail: cerr.desc, Header: http.Header{}, Logged: true}
 		d.Header.Set("WWW-Authenticate", `Bearer realm="sechard", error="invalid_token", error_description="`+cerr.desc+`"`)
 		a.record(ex, zapcore.WarnLevel, "deny", d.Reason, method, id, cerr, "")
 		return d
@@ -416,7 +417,7 @@ func (a *Auth) decide(ex *exchange) decision {
 		}
 		for _, s := range rule.scopes {
 			if !id.has(s) {
-				d := decision{Status: http.StatusForbidden, Reason: "auth_insufficient_scope", Detail: "missing scope " + s, Header: http.Header{}}
+				d := decision{Status: http.StatusForbidden, Reason: "auth_insufficient_scope", Detail: "missing scope " + s, Header: http.Header{}, Logged: true}
 				d.Header.Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+rule.joined+`"`)
 				a.record(ex, zapcore.WarnLevel, "deny", d.Reason, id.method, id, nil, rule.joined)
 				return d

@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/sechard/sechard/internal/corsparse"
 )
@@ -443,11 +442,8 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 		// Report mode: log what enforcement would do and answer 204, as
 		// Handler.conclude lets a non-Answer refusal through to the
 		// upstream, which must never see a preflight.
-		if ce := c.logger.Check(zapcore.WarnLevel, "would refuse request"); ce != nil {
-			ce.Write(zap.String("stage", "cors"), zap.String("reason", reasonCORSPreflightDenied),
-				zap.String("detail", reason), zap.Int("status", http.StatusForbidden),
-				zap.String("request_id", ex.requestID), zap.Bool("enforced", false))
-		}
+		logWouldRefuse(c.logger, "cors", ex.requestID,
+			decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason})
 	}
 	if originOK {
 		v[1] = origin

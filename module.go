@@ -50,7 +50,8 @@ type Handler struct {
 	// Authentication and per-endpoint scopes (SEC-10). Off unless present.
 	Auth *Auth `json:"auth,omitempty"`
 
-	logger *zap.Logger
+	logger       *zap.Logger
+	stageLoggers map[string]*zap.Logger // by stage name, for report-mode entries
 }
 
 // CaddyModule returns the Caddy module information.
@@ -65,6 +66,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // reads what was built here.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.stageLoggers = make(map[string]*zap.Logger)
+	for _, stage := range []string{"cors", "rate_limit", "auth"} {
+		h.stageLoggers[stage] = h.logger.Named(stage)
+	}
 	if h.RequestID == nil {
 		h.RequestID = new(RequestID)
 	}
@@ -160,6 +165,9 @@ type decision struct {
 	// Retry-After, WWW-Authenticate). Headers for every response are set by
 	// the stage directly.
 	Header http.Header
+	// Logged is true when the stage already wrote this decision to its own
+	// log (auth's audit entry), so conclude does not log it twice.
+	Logged bool
 }
 
 // allow is the decision to let a request go on.
@@ -177,10 +185,10 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 		return false, nil
 	}
 	if mode == modeReport && !d.Answer {
-		// Report mode: decided exactly as in enforcement, logged, not applied.
-		if c := h.logger.Check(zapcore.WarnLevel, "would refuse request"); c != nil {
-			c.Write(zap.String("stage", stage), zap.String("reason", d.Reason), zap.String("detail", d.Detail),
-				zap.Int("status", d.Status), zap.String("request_id", ex.requestID), zap.Bool("enforced", false))
+		// Report mode: decided exactly as in enforcement, logged on the
+		// stage's logger, not applied: nothing is added to the response.
+		if !d.Logged {
+			logWouldRefuse(h.stageLoggers[stage], stage, ex.requestID, d)
 		}
 		return false, nil
 	}
@@ -197,6 +205,15 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 		msg += ": " + d.Detail
 	}
 	return true, caddyhttp.Error(d.Status, errors.New(msg))
+}
+
+// logWouldRefuse records a refusal that report mode did not apply, with the
+// fields an enforced refusal would have had.
+func logWouldRefuse(logger *zap.Logger, stage, requestID string, d decision) {
+	if c := logger.Check(zapcore.WarnLevel, "would refuse request"); c != nil {
+		c.Write(zap.String("stage", stage), zap.String("reason", d.Reason), zap.String("detail", d.Detail),
+			zap.Int("status", d.Status), zap.String("request_id", requestID), zap.Bool("enforced", false))
+	}
 }
 
 // provisionEnv carries what stages need while they are provisioned.
