@@ -442,8 +442,8 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 		// Report mode: log what enforcement would do and answer 204, as
 		// Handler.conclude lets a non-Answer refusal through to the
 		// upstream, which must never see a preflight.
-		logWouldRefuse(c.logger, "cors", ex.requestID,
-			decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason})
+		logRefusal(c.logger, "cors", ex.requestID,
+			decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason}, false)
 	}
 	if originOK {
 		v[1] = origin

@@ -184,12 +184,13 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 	if d.Status == 0 {
 		return false, nil
 	}
-	if mode == modeReport && !d.Answer {
-		// Report mode: decided exactly as in enforcement, logged on the
-		// stage's logger, not applied: nothing is added to the response.
-		if !d.Logged {
-			logWouldRefuse(h.stageLoggers[stage], stage, ex.requestID, d)
-		}
+	enforced := mode != modeReport || d.Answer
+	if !d.Logged {
+		logRefusal(h.stageLoggers[stage], stage, ex.requestID, d, enforced)
+	}
+	if !enforced {
+		// Report mode: decided exactly as in enforcement, logged, not
+		// applied: nothing is added to the response.
 		return false, nil
 	}
 	hdr := ex.w.Header()
@@ -207,12 +208,20 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 	return true, caddyhttp.Error(d.Status, errors.New(msg))
 }
 
-// logWouldRefuse records a refusal that report mode did not apply, with the
-// fields an enforced refusal would have had.
-func logWouldRefuse(logger *zap.Logger, stage, requestID string, d decision) {
-	if c := logger.Check(zapcore.WarnLevel, "would refuse request"); c != nil {
+// logRefusal records a refusal: at debug when enforced (Caddy's error log
+// has the response too), at warn when report mode did not apply it. Both
+// carry the same fields, so the two modes can be compared line for line.
+func logRefusal(logger *zap.Logger, stage, requestID string, d decision, enforced bool) {
+	if d.Answer {
+		return
+	}
+	lvl, msg := zapcore.DebugLevel, "refused request"
+	if !enforced {
+		lvl, msg = zapcore.WarnLevel, "would refuse request"
+	}
+	if c := logger.Check(lvl, msg); c != nil {
 		c.Write(zap.String("stage", stage), zap.String("reason", d.Reason), zap.String("detail", d.Detail),
-			zap.Int("status", d.Status), zap.String("request_id", requestID), zap.Bool("enforced", false))
+			zap.Int("status", d.Status), zap.String("request_id", requestID), zap.Bool("enforced", enforced))
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // RateLimit limits request rates per client and route (SEC-09).
@@ -566,10 +565,6 @@ func (c *RateLimit) decide(ex *exchange) decision {
 		if !bs[i].res.allowed && bs[i].res.retryAfter > retry {
 			retry = bs[i].res.retryAfter
 		}
-	}
-	if ce := c.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
-		ce.Write(zap.String("request_id", ex.requestID), zap.String("route", refusedBy(bs)),
-			zap.Duration("retry_after", time.Duration(retry)))
 	}
 	return decision{
 		Status: http.StatusTooManyRequests,
