@@ -332,7 +332,8 @@ func TestCaddyfileValidateRejectsBadJSON(t *testing.T) {
 // with the caddyfile adapter the README's run command picks by file name,
 // without warnings, and contains the protections it promises.
 func TestCaddyfileExampleAdapts(t *testing.T) {
-	out, err := runCaddy(t, nil, "adapt", "--config", "Caddyfile.example", "--validate")
+	env, _, _ := exampleCredentials(t)
+	out, err := runCaddy(t, env, "adapt", "--config", "Caddyfile.example", "--validate")
 	if err != nil {
 		t.Fatalf("adapt: %v\n%s", err, out)
 	}
@@ -354,7 +355,8 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		t.Fatalf("%v\n%s", err, config)
 	}
 	cfg := buf.String()
-	for _, want := range []string{`"handler": "sechard"`, `"request\u003eheaders\u003eX-Api-Key": {`, `"filter": "delete"`, `"handler": "reverse_proxy"`} {
+	for _, want := range []string{`"handler": "sechard"`, `"request\u003eheaders\u003eX-Api-Key": {`, `"filter": "delete"`, `"handler": "reverse_proxy"`,
+		`"secrets": {`, `"cors": {`, `"rate_limit": {`, `"auth": {`} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("adapted example lacks %s", want)
 		}
@@ -383,33 +385,99 @@ func TestCaddyfileExampleServes(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startCaddyFile(t, path, fmt.Sprintf("127.0.0.1:%d", admin))
+	env, key, keyFile := exampleCredentials(t)
+	s := startCaddyFile(t, path, fmt.Sprintf("127.0.0.1:%d", admin), env...)
 	s.URL = fmt.Sprintf("http://localhost:%d", edge)
 
-	resp := s.Get("/")
-	body := readBody(resp)
+	// Request IDs and security headers, on a public path.
+	resp := s.Get("/healthz")
 	id := resp.Header.Get("X-Request-ID")
-	if resp.StatusCode != 200 || id == "" || !strings.Contains(body, `"request_id": "`+id+`"`) {
-		t.Fatalf("GET / = %d, X-Request-ID %q, body %s", resp.StatusCode, id, body)
+	if resp.StatusCode != 200 || id == "" || readBody(resp) != "ok" {
+		t.Fatalf("GET /healthz = %d, X-Request-ID %q, body %s", resp.StatusCode, id, readBody(resp))
 	}
 	requireExactHeaders(t, resp.Header, map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"})
 	if v := resp.Header.Values("Server"); len(v) != 0 {
 		t.Errorf("Server header %q not stripped", v)
 	}
-	resp = s.Get("/", "X-Request-ID", "try-it-1")
+	resp = s.Get("/healthz", "X-Request-ID", "try-it-1")
 	if got := resp.Header.Get("X-Request-ID"); got != "try-it-1" {
 		t.Errorf("valid inbound ID not kept: %q", got)
 	}
+
+	// Auth: 401 without credentials (with a JSON body from handle_errors),
+	// the API key and a JWT minted by the CLI both work, scopes apply.
+	resp = s.Get("/nl-query/q")
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer realm="sechard"` ||
+		!strings.Contains(readBody(resp), `"request_id": "`+resp.Header.Get("X-Request-ID")+`"`) {
+		t.Errorf("no credentials: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), readBody(resp))
+	}
+	resp = s.Get("/nl-query/q", "X-API-Key", key)
+	if body := readBody(resp); resp.StatusCode != 200 || !strings.Contains(body, `"auth_method": "api_key"`) {
+		t.Errorf("API key: %d %s", resp.StatusCode, body)
+	}
+	token, err := runCaddy(t, nil, "sechard", "token", "--key", keyFile, "--sub", "service-bi", "--scopes", "nl-query:read", "--ttl", "5m")
+	if err != nil {
+		t.Fatalf("token: %v %s", err, token)
+	}
+	bearer := "Bearer " + strings.TrimSpace(token)
+	resp = s.Get("/nl-query/q", "Authorization", bearer)
+	if body := readBody(resp); resp.StatusCode != 200 || !strings.Contains(body, `"subject": "service-bi", "auth_method": "jwt"`) {
+		t.Errorf("JWT: %d %s", resp.StatusCode, body)
+	}
+	if resp = s.Get("/schema/tables", "Authorization", bearer); resp.StatusCode != 403 {
+		t.Errorf("JWT without schema:read on /schema/: %d", resp.StatusCode)
+	}
+
+	// CORS preflight for the configured origin.
+	req, _ := http.NewRequest(http.MethodOptions, s.URL+"/nl-query/q", nil)
+	req.Header.Set("Origin", "https://app.example.com")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp = s.Do(req); resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("preflight: %d %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+
+	// The /nl-query/* route's burst of 5 runs out (earlier requests spent
+	// some of it): a 429 with Retry-After follows.
+	limited := false
+	for i := 0; i < 8 && !limited; i++ {
+		resp = s.Get("/nl-query/q", "X-API-Key", key)
+		limited = resp.StatusCode == 429 && resp.Header.Get("Retry-After") != ""
+	}
+	if !limited {
+		t.Error("no 429 after 8 quick requests to /nl-query/*")
+	}
+}
+
+// exampleCredentials makes what examples/run.sh makes: a secrets dir with
+// BI_API_KEY and an ES256 key pair from `caddy sechard keygen`. It returns
+// the environment for Caddyfile.example, the API key and the private key file.
+func exampleCredentials(t *testing.T) (env []string, apiKey, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets")
+	apiKey = "example-key-0123456789abcdef"
+	if err := os.Mkdir(secrets, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(secrets, "BI_API_KEY"), []byte(apiKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyFile = filepath.Join(dir, "auth.pem")
+	if out, err := runCaddy(t, nil, "sechard", "keygen", "--alg", "ES256", "--out", keyFile); err != nil {
+		t.Fatalf("keygen: %v %s", err, out)
+	}
+	return []string{"SECRETS_DIR=" + secrets, "JWT_PUBLIC_KEY=" + filepath.Join(dir, "auth.pub.pem")}, apiKey, keyFile
 }
 
 // startCaddyFile runs the built binary on a config file as it is (no harness
 // globals), with the admin API at adminAddr, and waits until it is ready.
-func startCaddyFile(t *testing.T, path, adminAddr string) *caddyServer {
+func startCaddyFile(t *testing.T, path, adminAddr string, env ...string) *caddyServer {
 	t.Helper()
 	dir := t.TempDir()
 	s := &caddyServer{t: t, dir: dir, AdminAddr: adminAddr, logs: &logBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(caddyBinary(t), "run", "--config", path)
 	s.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
