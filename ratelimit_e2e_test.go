@@ -133,6 +133,9 @@ func TestRateLimit429KeepsRequestIDSecurityAndCORSHeaders(t *testing.T) {
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {
+		cors {
+			origins https://app.example.com
+		}
 		rate_limit {
 			rate 1/1m
 		}
@@ -157,8 +160,13 @@ func TestRateLimit429KeepsRequestIDSecurityAndCORSHeaders(t *testing.T) {
 		t.Fatalf("429 rate-limit headers: %v", limited.Header)
 	}
 	// Whatever security and CORS headers sechard sets on an allowed
-	// response, the 429 carries them too, with the same values. (Add a
-	// cors block above once the CORS stage is merged.)
+	// response, the 429 carries them too, with the same values.
+	if got := limited.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
+		t.Errorf("429 Access-Control-Allow-Origin %q: browser code could not read the 429", got)
+	}
+	if got := limited.Header.Get("X-Frame-Options"); got != "DENY" {
+		t.Errorf("429 X-Frame-Options %q", got)
+	}
 	for _, h := range []string{
 		"X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy",
 		"Cross-Origin-Opener-Policy", "Cross-Origin-Resource-Policy", "X-Permitted-Cross-Domain-Policies",
