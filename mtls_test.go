@@ -425,3 +425,41 @@ func BenchmarkAuthMTLSRequest(b *testing.B) {
 		}
 	}
 }
+
+// FuzzClientCertIdentity: validation never panics, and every identity it
+// accepts is matched by a certificate carrying exactly that name (so the
+// load-time rules and the request-time comparison agree).
+func FuzzClientCertIdentity(f *testing.F) {
+	for _, s := range []string{biSPIFFE, "spiffe://td/a", "spiffe://td/a/../b", "spiffe://td/a%2Fb", "spiffe://td:1/a",
+		"cn:job", "cn:", "dns:a.example", "dns:A.example", "dns:*.x", "uri:x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if checkCertIdentity(s) != nil {
+			return
+		}
+		ci, err := newCertIdentities([]ClientCert{{Identity: s}})
+		if err != nil {
+			t.Fatalf("accepted by checkCertIdentity, refused by newCertIdentities: %v", err)
+		}
+		var cert *x509.Certificate
+		switch {
+		case strings.HasPrefix(s, certPrefixSPIFFE):
+			u, err := url.Parse(s)
+			if err != nil {
+				t.Fatalf("accepted SPIFFE ID %q is no URI: %v", s, err)
+			}
+			if u.String() != s {
+				t.Fatalf("accepted SPIFFE ID %q reads back as %q", s, u.String())
+			}
+			cert = &x509.Certificate{URIs: []*url.URL{u}}
+		case strings.HasPrefix(s, certPrefixCN):
+			cert = certWith(s[len(certPrefixCN):], nil)
+		default:
+			cert = certWith("", []string{s[len(certPrefixDNS):]})
+		}
+		if id := ci.match(cert); id == nil || id.subject != s {
+			t.Fatalf("a certificate naming %q is not matched", s)
+		}
+	})
+}
