@@ -257,7 +257,7 @@ func TestMTLSEndToEnd(t *testing.T) {
 
 	t.Run("certificate from another CA never reaches sechard", func(t *testing.T) {
 		before := up.Count()
-		beforeAudit := len(auditEntries(s))
+		beforeAudit := len(mtlsAuditEntries(s))
 		_, err := do(t, &foreignCert, "/nl-query/x")
 		if err == nil || !strings.Contains(err.Error(), "tls:") {
 			t.Fatalf("want a TLS handshake error, got %v", err)
@@ -266,7 +266,7 @@ func TestMTLSEndToEnd(t *testing.T) {
 			t.Fatal("the request reached the upstream")
 		}
 		time.Sleep(100 * time.Millisecond)
-		if n := len(auditEntries(s)); n != beforeAudit {
+		if n := len(mtlsAuditEntries(s)); n != beforeAudit {
 			t.Fatalf("sechard saw the request: %d new audit entries", n-beforeAudit)
 		}
 	})
@@ -318,8 +318,8 @@ func TestMTLSEndToEnd(t *testing.T) {
 	})
 }
 
-// auditEntries returns the audit log entries printed so far.
-func auditEntries(s *caddyServer) []map[string]any {
+// mtlsAuditEntries returns the audit log entries printed so far.
+func mtlsAuditEntries(s *caddyServer) []map[string]any {
 	var out []map[string]any
 	for _, e := range s.LogEntries() {
 		if e["logger"] == "http.handlers.sechard.audit" {

@@ -58,7 +58,7 @@ func newMTLSCA(t testing.TB, dir, name string) *mtlsCA {
 	}
 	cert, _ := x509.ParseCertificate(der)
 	ca := &mtlsCA{cert: cert, key: key, path: filepath.Join(dir, name+".crt")}
-	writePEMFile(t, ca.path, "CERTIFICATE", der)
+	mtlsWritePEM(t, ca.path, "CERTIFICATE", der)
 	return ca
 }
 
@@ -111,22 +111,22 @@ func (ca *mtlsCA) issue(t testing.TB, dir, name string, spec mtlsCertSpec) (*x50
 		t.Fatal(err)
 	}
 	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writePEMFile(t, certPath, "CERTIFICATE", der)
-	writePEMFile(t, keyPath, "PRIVATE KEY", keyDER)
+	mtlsWritePEM(t, certPath, "CERTIFICATE", der)
+	mtlsWritePEM(t, keyPath, "PRIVATE KEY", keyDER)
 	return cert, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, certPath, keyPath
 }
 
-func writePEMFile(t testing.TB, path, typ string, der []byte) {
+func mtlsWritePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// verifiedState is the connection state Go's TLS server records after it
+// mtlsVerifiedState is the connection state Go's TLS server records after it
 // verified leaf against ca (as Caddy's client_auth modes verify_if_given and
 // require_and_verify do).
-func verifiedState(t testing.TB, ca *mtlsCA, leaf *x509.Certificate) *tls.ConnectionState {
+func mtlsVerifiedState(t testing.TB, ca *mtlsCA, leaf *x509.Certificate) *tls.ConnectionState {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)

@@ -125,8 +125,8 @@ func TestClientCertProvisionRejectsBadIdentities(t *testing.T) {
 	}
 }
 
-// certWith is a certificate carrying only the names match reads.
-func certWith(cn string, dns []string, uris ...string) *x509.Certificate {
+// mtlsLeaf is a certificate carrying only the names match reads.
+func mtlsLeaf(cn string, dns []string, uris ...string) *x509.Certificate {
 	c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
 	for _, u := range uris {
 		pu, err := url.Parse(u)
@@ -154,34 +154,34 @@ func TestClientCertMatchIsExact(t *testing.T) {
 		cert *x509.Certificate
 		want string // subject; "" = no match
 	}{
-		{"SPIFFE ID", certWith("", nil, bi), bi},
-		{"SPIFFE ID as second URI SAN", certWith("", nil, "https://example.com/x", bi), bi},
-		{"scheme case is normalised by URI parsing (as go-spiffe reads it)", certWith("", nil, "SPIFFE://cluster.local/ns/bi/sa/service-bi"), bi},
-		{"longer path", certWith("", nil, bi+"-2"), ""},
-		{"sub-path", certWith("", nil, bi+"/x"), ""},
-		{"parent path", certWith("", nil, "spiffe://cluster.local/ns/bi/sa"), ""},
-		{"other trust domain", certWith("", nil, "spiffe://evil.local/ns/bi/sa/service-bi"), ""},
-		{"trust domain upper case", certWith("", nil, "spiffe://Cluster.local/ns/bi/sa/service-bi"), ""},
-		{"port", certWith("", nil, "spiffe://cluster.local:8443/ns/bi/sa/service-bi"), ""},
-		{"user info", certWith("", nil, "spiffe://bi@cluster.local/ns/bi/sa/service-bi"), ""},
-		{"query", certWith("", nil, bi+"?x=1"), ""},
-		{"empty query", certWith("", nil, bi+"?"), ""},
-		{"fragment", certWith("", nil, bi+"#x"), ""},
-		{"percent-escaped character", certWith("", nil, "spiffe://cluster.local/ns/bi/sa/service%2Dbi"), ""},
-		{"escaped slash", certWith("", nil, "spiffe://cluster.local/ns%2Fbi/sa/service-bi"), ""},
-		{"https scheme", certWith("", nil, "https://cluster.local/ns/bi/sa/service-bi"), ""},
-		{"SPIFFE ID as CN is not a URI SAN", certWith(bi, nil), ""},
-		{"SPIFFE ID as DNS SAN is not a URI SAN", certWith("", []string{bi}), ""},
-		{"CN", certWith("reporting-job", nil), "cn:reporting-job"},
-		{"CN is case-sensitive", certWith("Reporting-Job", nil), ""},
-		{"CN with prefix in it", certWith("cn:reporting-job", nil), ""},
-		{"DNS SAN", certWith("", []string{"x.example", "etl.internal.example"}), "dns:etl.internal.example"},
-		{"DNS SAN case-insensitive", certWith("", []string{"ETL.Internal.Example"}), "dns:etl.internal.example"},
-		{"DNS SAN suffix", certWith("", []string{"x.etl.internal.example"}), ""},
-		{"DNS name as CN is not a DNS SAN", certWith("etl.internal.example", nil), ""},
-		{"nothing", certWith("", nil), ""},
-		{"several lines name it: the first configured wins", certWith("reporting-job", []string{"etl.internal.example"}, "spiffe://cluster.local/ns/etl/sa/etl"), "cn:reporting-job"},
-		{"several lines name it: SPIFFE line first", certWith("reporting-job", nil, bi), bi},
+		{"SPIFFE ID", mtlsLeaf("", nil, bi), bi},
+		{"SPIFFE ID as second URI SAN", mtlsLeaf("", nil, "https://example.com/x", bi), bi},
+		{"scheme case is normalised by URI parsing (as go-spiffe reads it)", mtlsLeaf("", nil, "SPIFFE://cluster.local/ns/bi/sa/service-bi"), bi},
+		{"longer path", mtlsLeaf("", nil, bi+"-2"), ""},
+		{"sub-path", mtlsLeaf("", nil, bi+"/x"), ""},
+		{"parent path", mtlsLeaf("", nil, "spiffe://cluster.local/ns/bi/sa"), ""},
+		{"other trust domain", mtlsLeaf("", nil, "spiffe://evil.local/ns/bi/sa/service-bi"), ""},
+		{"trust domain upper case", mtlsLeaf("", nil, "spiffe://Cluster.local/ns/bi/sa/service-bi"), ""},
+		{"port", mtlsLeaf("", nil, "spiffe://cluster.local:8443/ns/bi/sa/service-bi"), ""},
+		{"user info", mtlsLeaf("", nil, "spiffe://bi@cluster.local/ns/bi/sa/service-bi"), ""},
+		{"query", mtlsLeaf("", nil, bi+"?x=1"), ""},
+		{"empty query", mtlsLeaf("", nil, bi+"?"), ""},
+		{"fragment", mtlsLeaf("", nil, bi+"#x"), ""},
+		{"percent-escaped character", mtlsLeaf("", nil, "spiffe://cluster.local/ns/bi/sa/service%2Dbi"), ""},
+		{"escaped slash", mtlsLeaf("", nil, "spiffe://cluster.local/ns%2Fbi/sa/service-bi"), ""},
+		{"https scheme", mtlsLeaf("", nil, "https://cluster.local/ns/bi/sa/service-bi"), ""},
+		{"SPIFFE ID as CN is not a URI SAN", mtlsLeaf(bi, nil), ""},
+		{"SPIFFE ID as DNS SAN is not a URI SAN", mtlsLeaf("", []string{bi}), ""},
+		{"CN", mtlsLeaf("reporting-job", nil), "cn:reporting-job"},
+		{"CN is case-sensitive", mtlsLeaf("Reporting-Job", nil), ""},
+		{"CN with prefix in it", mtlsLeaf("cn:reporting-job", nil), ""},
+		{"DNS SAN", mtlsLeaf("", []string{"x.example", "etl.internal.example"}), "dns:etl.internal.example"},
+		{"DNS SAN case-insensitive", mtlsLeaf("", []string{"ETL.Internal.Example"}), "dns:etl.internal.example"},
+		{"DNS SAN suffix", mtlsLeaf("", []string{"x.etl.internal.example"}), ""},
+		{"DNS name as CN is not a DNS SAN", mtlsLeaf("etl.internal.example", nil), ""},
+		{"nothing", mtlsLeaf("", nil), ""},
+		{"several lines name it: the first configured wins", mtlsLeaf("reporting-job", []string{"etl.internal.example"}, "spiffe://cluster.local/ns/etl/sa/etl"), "cn:reporting-job"},
+		{"several lines name it: SPIFFE line first", mtlsLeaf("reporting-job", nil, bi), bi},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ""
@@ -249,7 +249,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 	jwtHdr := []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(now, nil), nil)}
 
 	t.Run("verified and mapped: identity, scopes and placeholders", func(t *testing.T) {
-		got, ex := run(a, verifiedState(t, ca, bi), "/nl-query/x", "X-Auth-Subject", "root")
+		got, ex := run(a, mtlsVerifiedState(t, ca, bi), "/nl-query/x", "X-Auth-Subject", "root")
 		if got != (result{0, "", "mtls"}) {
 			t.Fatalf("%+v", got)
 		}
@@ -265,10 +265,10 @@ func TestAuthDecideMTLS(t *testing.T) {
 	})
 
 	t.Run("no scopes is no scope, not full access", func(t *testing.T) {
-		if got, _ := run(a, verifiedState(t, ca, noScopes), "/other"); got != (result{0, "", "mtls"}) {
+		if got, _ := run(a, mtlsVerifiedState(t, ca, noScopes), "/other"); got != (result{0, "", "mtls"}) {
 			t.Fatalf("%+v", got)
 		}
-		if got, _ := run(a, verifiedState(t, ca, noScopes), "/nl-query/x"); got.status != http.StatusForbidden {
+		if got, _ := run(a, mtlsVerifiedState(t, ca, noScopes), "/nl-query/x"); got.status != http.StatusForbidden {
 			t.Fatalf("%+v", got)
 		}
 	})
@@ -295,7 +295,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 	})
 
 	t.Run("unmapped: 401 alone, other credentials decide", func(t *testing.T) {
-		cs := verifiedState(t, ca, unmapped)
+		cs := mtlsVerifiedState(t, ca, unmapped)
 		if got, _ := run(a, cs, "/x"); got != (result{401, wwwAuth401("client certificate not mapped"), ""}) {
 			t.Fatalf("%+v", got)
 		}
@@ -312,7 +312,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 
 	t.Run("mapped certificate wins over JWT and API key", func(t *testing.T) {
 		for _, hdr := range [][]string{jwtHdr, {"Authorization", "Bearer bad"}, {"X-API-Key", "wrong"}, {"X-API-Key", "the-key"}} {
-			got, ex := run(a, verifiedState(t, ca, bi), "/x", hdr...)
+			got, ex := run(a, mtlsVerifiedState(t, ca, bi), "/x", hdr...)
 			if got != (result{0, "", "mtls"}) || ex.r.Header.Get("X-Api-Key") != "" {
 				t.Fatalf("%v: %+v %v", hdr, got, ex.r.Header)
 			}
@@ -320,7 +320,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 	})
 
 	t.Run("expired since the handshake grants nothing", func(t *testing.T) {
-		cs := verifiedState(t, ca, bi)
+		cs := mtlsVerifiedState(t, ca, bi)
 		clock = bi.NotAfter.Add(time.Second)
 		defer func() { clock = now }()
 		if got, _ := run(a, cs, "/x"); got != (result{401, wwwAuth401("client certificate expired"), ""}) {
@@ -334,7 +334,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 
 	t.Run("jwt_only accepts mTLS", func(t *testing.T) {
 		only := mtlsUnitAuth(t, &clock, func(a *Auth) { a.Phase = phaseJWTOnly })
-		if got, _ := run(only, verifiedState(t, ca, bi), "/nl-query/x"); got != (result{0, "", "mtls"}) {
+		if got, _ := run(only, mtlsVerifiedState(t, ca, bi), "/nl-query/x"); got != (result{0, "", "mtls"}) {
 			t.Fatalf("%+v", got)
 		}
 		if got, _ := run(only, nil, "/nl-query/x", "X-API-Key", "the-key"); got.status != 401 {
@@ -344,14 +344,14 @@ func TestAuthDecideMTLS(t *testing.T) {
 
 	t.Run("jwt_rollout: no deprecation headers when the certificate decided", func(t *testing.T) {
 		ro := mtlsUnitAuth(t, &clock, func(a *Auth) { a.Phase = phaseJWTRollout; a.Deprecated = "2026-12-01T00:00:00Z" })
-		got, ex := run(ro, verifiedState(t, ca, bi), "/x", "X-API-Key", "the-key")
+		got, ex := run(ro, mtlsVerifiedState(t, ca, bi), "/x", "X-API-Key", "the-key")
 		if got.method != "mtls" || ex.w.Header().Get("Deprecation") != "" {
 			t.Fatalf("%+v %v", got, ex.w.Header())
 		}
 	})
 
 	t.Run("subject revocation applies by NotBefore", func(t *testing.T) {
-		cs := verifiedState(t, ca, bi)
+		cs := mtlsVerifiedState(t, ca, bi)
 		for i, tc := range []struct {
 			line string
 			want int
@@ -395,7 +395,7 @@ func BenchmarkMTLSIdentityLookup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	leaf := certWith("job-unmapped", []string{"svc-x.internal.example", "svc-y.internal.example"}, "spiffe://cluster.local/ns/ns24/sa/svc24")
+	leaf := mtlsLeaf("job-unmapped", []string{"svc-x.internal.example", "svc-y.internal.example"}, "spiffe://cluster.local/ns/ns24/sa/svc24")
 	cs := &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{leaf}}}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -417,7 +417,7 @@ func BenchmarkAuthMTLSRequest(b *testing.B) {
 	a := mtlsUnitAuth(b, &now, nil)
 	a.rules = nil
 	ex := newAuthExchange("/x")
-	ex.r.TLS = verifiedState(b, ca, leaf)
+	ex.r.TLS = mtlsVerifiedState(b, ca, leaf)
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := a.decide(ex); d.Status != 0 {
@@ -454,9 +454,9 @@ func FuzzClientCertIdentity(f *testing.F) {
 			}
 			cert = &x509.Certificate{URIs: []*url.URL{u}}
 		case strings.HasPrefix(s, certPrefixCN):
-			cert = certWith(s[len(certPrefixCN):], nil)
+			cert = mtlsLeaf(s[len(certPrefixCN):], nil)
 		default:
-			cert = certWith("", []string{s[len(certPrefixDNS):]})
+			cert = mtlsLeaf("", []string{s[len(certPrefixDNS):]})
 		}
 		if id := ci.match(cert); id == nil || id.subject != s {
 			t.Fatalf("a certificate naming %q is not matched", s)
