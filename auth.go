@@ -18,10 +18,12 @@ import (
 // migration from shared API keys to JWTs in three phases, with an audit
 // entry for every decision.
 //
-// Credentials are `Authorization: Bearer <JWT>` or the API key header
-// (never the query string). When both are sent, the JWT decides. `public`
-// paths need none; every other path needs valid credentials and the scopes
-// of the first `require` rule that matches it.
+// Credentials are a client certificate Caddy's TLS stack verified and a
+// `client_cert` line maps, `Authorization: Bearer <JWT>` or the API key
+// header (never the query string). When several are sent, the first of
+// that list decides: mTLS, then JWT, then API key. `public` paths need
+// none; every other path needs valid credentials and the scopes of the
+// first `require` rule that matches it.
 type Auth struct {
 	// The migration phase: `dual` (default: API keys and JWTs both
 	// accepted), `jwt_rollout` (both accepted; API-key requests are logged
@@ -69,8 +71,18 @@ type Auth struct {
 	// Revocation of tokens before they expire.
 	Revocation *Revocation `json:"revocation,omitempty"`
 
+	// Client certificates (mutual TLS) mapped to identities and scopes.
+	// They need `client_auth` with a `trust_pool` in the site's `tls`
+	// block (mode `require_and_verify`, or `verify_if_given` to let other
+	// clients use JWTs or API keys): only certificates Caddy verified
+	// count. The subject is the identity; X-Auth-Method is `mtls`. A
+	// mapped certificate takes precedence over a JWT and an API key; an
+	// unmapped one grants nothing. Accepted in every phase.
+	ClientCerts []ClientCert `json:"client_certs,omitempty"`
+
 	keyHeader  string
 	apiKeys    *apiKeySet
+	certs      *certIdentities
 	jwt        *verifier
 	rules      []compiledRule
 	public     caddyhttp.MatchPath
@@ -198,6 +210,20 @@ func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "client_cert":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if err := checkCertIdentity(args[0]); err != nil {
+				return d.Errf("client_cert: %v", err)
+			}
+			for _, c := range a.ClientCerts {
+				if c.Identity == args[0] {
+					return d.Errf("client_cert %s given twice; put all of its scopes on one line", args[0])
+				}
+			}
+			a.ClientCerts = append(a.ClientCerts, ClientCert{Identity: args[0], Scopes: args[1:]})
 		case "revocation":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -296,8 +322,13 @@ func (a *Auth) provision(env *provisionEnv) error {
 		}
 		a.jwt = v
 	}
-	if a.jwt == nil && (len(a.APIKeys) == 0 || a.Phase == phaseJWTOnly) {
-		return errors.New("no usable credentials: configure a jwt block (and, outside jwt_only, api_key lines)")
+	certs, err := newCertIdentities(a.ClientCerts)
+	if err != nil {
+		return fmt.Errorf("client_cert: %w", err)
+	}
+	a.certs = certs
+	if a.jwt == nil && a.certs == nil && (len(a.APIKeys) == 0 || a.Phase == phaseJWTOnly) {
+		return errors.New("no usable credentials: configure a jwt block or client_cert lines (and, outside jwt_only, api_key lines)")
 	}
 
 	// Scope rules.
@@ -444,7 +475,14 @@ func (a *Auth) decide(ex *exchange) decision {
 // jwt_only, a revoked token's subject) for the audit log.
 func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *credError, method string) {
 	r := ex.r
-	// 1. mTLS identity (`client_cert`, issue 10) slots in here, first.
+	// 1. mTLS: a verified certificate that a client_cert line maps
+	//    decides. One that grants nothing (unmapped, expired, revoked)
+	//    lets the next credential decide, and is the answer only when
+	//    there is none.
+	certID, certErr := a.authenticateCert(r.TLS)
+	if certID != nil && certErr == nil {
+		return certID, nil, "mtls"
+	}
 
 	// 2. JWT: when a bearer token is present it decides, even if an API
 	//    key was sent too.
@@ -474,6 +512,9 @@ func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *cr
 
 	// 3. API key.
 	if len(keys) == 0 {
+		if certErr != nil {
+			return certID, certErr, "mtls"
+		}
 		return nil, &credError{reason: "auth_missing"}, ""
 	}
 	if len(keys) > 1 {
@@ -553,9 +594,12 @@ func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method s
 		fields = append(fields, zap.String("method", method))
 	}
 	if id != nil {
-		if id.method == "api_key" {
+		switch id.method {
+		case "api_key":
 			fields = append(fields, zap.String("key", id.subject))
-		} else {
+		case "mtls":
+			fields = append(fields, zap.String("subject", id.subject))
+		default:
 			fields = append(fields, zap.String("subject", id.subject), zap.String("jti", id.jti))
 		}
 		if id.full {

@@ -355,8 +355,8 @@ func (s *scopeList) UnmarshalJSON(b []byte) error {
 // identity is who a credential proved to be. It is immutable once built and
 // shared between requests (cached tokens).
 type identity struct {
-	method  string // "jwt" or "api_key"
-	subject string // the token's sub, or the API key's name
+	method  string // "jwt", "api_key" or "mtls"
+	subject string // the token's sub, the API key's name, or the client_cert identity
 	scopes  []string
 	joined  string // scopes, space-separated
 	full    bool   // legacy API key with full access

@@ -212,7 +212,7 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 // has the response too), at warn when report mode did not apply it. Both
 // carry the same fields, so the two modes can be compared line for line.
 func logRefusal(logger *zap.Logger, stage, requestID string, d decision, enforced bool) {
-	if d.Answer {
+	if d.Answer || logger == nil {
 		return
 	}
 	lvl, msg := zapcore.DebugLevel, "refused request"
