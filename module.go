@@ -50,7 +50,8 @@ type Handler struct {
 	// Authentication and per-endpoint scopes (SEC-10). Off unless present.
 	Auth *Auth `json:"auth,omitempty"`
 
-	logger *zap.Logger
+	logger  *zap.Logger
+	metrics *handlerMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -71,9 +72,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.SecurityHeaders == nil {
 		h.SecurityHeaders = new(SecurityHeaders)
 	}
-	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now}
-
 	var err error
+	if h.metrics, err = newHandlerMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now, metrics: h.metrics}
+
 	env.secrets, err = h.Secrets.resolve(env, append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...))
 	if err != nil {
 		return err
@@ -176,6 +180,7 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 	if d.Status == 0 {
 		return false, nil
 	}
+	h.metrics.rejection(mode, &d)
 	if mode == modeReport && !d.Answer {
 		// Report mode: decided exactly as in enforcement, logged, not applied.
 		if c := h.logger.Check(zapcore.WarnLevel, "would refuse request"); c != nil {
@@ -205,6 +210,7 @@ type provisionEnv struct {
 	logger  *zap.Logger      // the module's logger; stages name their own child
 	secrets secretValues     // resolved secrets (SEC-03)
 	now     func() time.Time // the clock; tests replace it
+	metrics *handlerMetrics  // the handler's metrics and events; nil records nothing
 
 	requestIDHeader string // canonical request-ID header, set once request_id is provisioned
 }

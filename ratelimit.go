@@ -102,6 +102,8 @@ type RateLimit struct {
 	logger    *zap.Logger
 	now       func() time.Time
 	cfgDigest string // identifies the limits in Redis keys
+	metrics   *handlerMetrics
+	untrack   func() // stops counting mem in sechard_ratelimit_memory_keys
 }
 
 // RateSpec is a limit: Events requests per Window, with a burst.
@@ -316,6 +318,7 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	}
 	c.logger = env.logger.Named("rate_limit")
 	c.now = env.now
+	c.metrics = env.metrics
 	if c.Key == "" {
 		c.Key = defaultRateLimitKey
 	}
@@ -390,6 +393,7 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 		return err
 	}
 	c.mem = v.(*memoryStore)
+	c.untrack = env.metrics.trackMemoryStore(c.mem)
 
 	switch c.Store {
 	case "", storeMemory:
@@ -473,6 +477,10 @@ func (c *RateLimit) cleanup() error {
 		return nil
 	}
 	var err error
+	if c.untrack != nil {
+		c.untrack()
+		c.untrack = nil
+	}
 	if c.mem != nil {
 		_, err = rateLimitPool.Delete(c.memKey)
 		c.mem = nil
@@ -547,6 +555,9 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	if c.redis != nil {
 		var d *decision
 		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
+			if d.Status != 0 {
+				c.metrics.rateLimited(ex, c.Mode, d.Reason, refusedBy(bs))
+			}
 			return *d // Redis could not decide, and on_store_error is allow or deny
 		}
 	} else {
@@ -571,6 +582,7 @@ func (c *RateLimit) decide(ex *exchange) decision {
 		ce.Write(zap.String("request_id", ex.requestID), zap.String("route", refusedBy(bs)),
 			zap.Duration("retry_after", time.Duration(retry)))
 	}
+	c.metrics.rateLimited(ex, c.Mode, rateLimitedReason, refusedBy(bs))
 	return decision{
 		Status: http.StatusTooManyRequests,
 		Reason: rateLimitedReason,

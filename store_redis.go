@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -64,6 +65,7 @@ type redisStore struct {
 	onErr    string
 	logger   *zap.Logger
 	breaker  breaker
+	errors   prometheus.Counter // sechard_ratelimit_store_errors_total{store="redis"}; nil in some tests
 }
 
 // pooledRedis is a client shared through rateLimitPool by every config using
@@ -114,6 +116,7 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		prefix:   "sechard:rl:" + c.cfgDigest + ":",
 		onErr:    c.onErr,
 		logger:   c.logger,
+		errors:   env.metrics.storeErrors(storeRedis),
 	}
 	c.logger.Info("rate limits shared through redis",
 		zap.String("store", c.redis.redacted), zap.String("on_store_error", c.onErr),
@@ -140,6 +143,11 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 				zap.String("store", s.redacted), zap.String("on_store_error", s.onErr), zap.Error(err),
 				zap.String("request_id", requestID))
 		}
+	}
+	// Redis did not answer this decision: it failed, timed out, or the
+	// breaker is open.
+	if s.errors != nil {
+		s.errors.Inc()
 	}
 	switch s.onErr {
 	case storeErrorAllow:
