@@ -379,7 +379,7 @@ func TestMetricsCardinalityUnderDistinctClientsAndPaths(t *testing.T) {
 	respond "ok"
 }`
 	s := startCaddy(t, site, caddyOptions{
-		Env: authEnv,
+		Env:     authEnv,
 		Globals: "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t}",
 	})
 	// Warm every code path once, so every series that can exist does.
