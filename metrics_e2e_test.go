@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -500,6 +501,14 @@ func TestMetricsSurviveTenReloads(t *testing.T) {
 			t.Errorf("after reload %d: %s = %v, want ≥ 1", i, keys, v)
 		}
 	}
+	// The admin endpoint's /metrics serves the same registry.
+	resp, err := http.Get("http://" + s.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	expectMetrics(t, parseMetrics(t, string(body)), map[string]float64{succ: 10, missing: 10})
 	if code, exited := s.ExitCode(); exited {
 		t.Fatalf("caddy exited with %d", code)
 	}

@@ -2,8 +2,11 @@ package sechard
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -381,4 +384,61 @@ func metricValue(c prometheus.Collector) float64 {
 		}
 	}
 	return v
+}
+
+// TestGrafanaDashboardUsesExportedMetrics keeps grafana/sechard-dashboard.json
+// valid JSON whose queries only name metrics sechard exports.
+func TestGrafanaDashboardUsesExportedMetrics(t *testing.T) {
+	raw, err := os.ReadFile("grafana/sechard-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Type    string `json:"type"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	reg := prometheus.NewPedanticRegistry()
+	if err := sechardMetrics().register(reg); err != nil {
+		t.Fatal(err)
+	}
+	descs := make(chan *prometheus.Desc, 16)
+	for _, c := range []prometheus.Collector{sechardMetrics().rejected, sechardMetrics().authSuccess, sechardMetrics().idReplaced,
+		sechardMetrics().storeErrors, sechardMetrics().jwksRefresh, sechardMetrics().memKeys, sechardMetrics().jwksAge} {
+		c.Describe(descs)
+	}
+	close(descs)
+	for d := range descs {
+		name := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())
+		exported[name[1]] = true
+	}
+	used := map[string]bool{}
+	queries := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			queries++
+			for _, name := range regexp.MustCompile(`sechard_[a-z_]+`).FindAllString(tg.Expr, -1) {
+				if !exported[name] {
+					t.Errorf("panel %q queries %s, which sechard does not export", p.Title, name)
+				}
+				used[name] = true
+			}
+		}
+	}
+	for name := range exported {
+		if !used[name] {
+			t.Errorf("no panel shows %s", name)
+		}
+	}
+	if queries < 10 {
+		t.Errorf("%d queries, want a panel per metric", queries)
+	}
 }
