@@ -147,7 +147,7 @@ func TestMetricsScrapeAfterScriptedRequests(t *testing.T) {
 	}))
 	defer jwks.Close()
 
-	reportPort := freePort(t)
+	reportPort, jwtOnlyPort := freePort(t), freePort(t)
 	site := `http://127.0.0.1:{PORT} {
 	sechard {
 		cors {
@@ -185,12 +185,23 @@ http://127.0.0.1:` + strconv.Itoa(reportPort) + ` {
 		}
 	}
 	respond "ok"
+}
+
+http://127.0.0.1:` + strconv.Itoa(jwtOnlyPort) + ` {
+	sechard {
+		auth {
+			phase jwt_only
+			api_key BI_KEY
+			` + ti.jwtBlock("") + `
+		}
+	}
+	respond "ok"
 }`
 	start := time.Now()
 	s := startCaddy(t, site, caddyOptions{Env: authEnv})
 	names := serverNames(t, s)
-	sA, sB := names[s.Port], names[reportPort]
-	if sA == "" || sB == "" || sA == sB {
+	sA, sB, sC := names[s.Port], names[reportPort], names[jwtOnlyPort]
+	if len(names) != 3 || sA == "" || sB == "" || sC == "" {
 		t.Fatalf("server names %v", names)
 	}
 
@@ -261,12 +272,15 @@ http://127.0.0.1:` + strconv.Itoa(reportPort) + ` {
 	do("OPTIONS", b+"/x", 204, "Origin", "https://evil.test", "Access-Control-Request-Method", "GET")
 	do("GET", b+"/x", 200, "X-API-Key", biKeyValue)
 
+	// Phase 3: a known API key is refused as api_key_disabled.
+	do("GET", "http://127.0.0.1:"+strconv.Itoa(jwtOnlyPort)+"/x", 401, "X-API-Key", biKeyValue)
+
 	got := scrape(t, s, "/metrics")
 	rej := func(server, reason, mode string) string {
 		return series("sechard_requests_rejected_total", "server", server, "reason", reason, "mode", mode)
 	}
 	want := map[string]float64{}
-	for _, srv := range []string{sA, sB} {
+	for _, srv := range []string{sA, sB, sC} {
 		for _, reason := range rejectionReasons {
 			want[rej(srv, reason, "enforce")] = 0
 			want[rej(srv, reason, "report")] = 0
@@ -279,6 +293,7 @@ http://127.0.0.1:` + strconv.Itoa(reportPort) + ` {
 	want[rej(sA, "cors_preflight_denied", "enforce")] = 1
 	want[rej(sB, "auth_missing", "report")] = 1
 	want[rej(sB, "cors_preflight_denied", "report")] = 1
+	want[rej(sC, "api_key_disabled", "enforce")] = 1
 
 	succ := func(server, method, key string) string {
 		return series("sechard_auth_success_total", "server", server, "method", method, "key", key)
@@ -290,6 +305,9 @@ http://127.0.0.1:` + strconv.Itoa(reportPort) + ` {
 	want[succ(sB, "api_key", "BI_KEY")] = 1
 	want[succ(sB, "jwt", "jwt")] = 0
 	want[succ(sB, "mtls", "mtls")] = 0
+	want[succ(sC, "api_key", "BI_KEY")] = 0
+	want[succ(sC, "jwt", "jwt")] = 0
+	want[succ(sC, "mtls", "mtls")] = 0
 
 	idr := func(server, reason string) string {
 		return series("sechard_request_id_replaced_total", "server", server, "reason", reason)
@@ -298,6 +316,8 @@ http://127.0.0.1:` + strconv.Itoa(reportPort) + ` {
 	want[idr(sA, "malformed")] = 3
 	want[idr(sB, "missing")] = 0
 	want[idr(sB, "malformed")] = 0
+	want[idr(sC, "missing")] = 0
+	want[idr(sC, "malformed")] = 0
 
 	want[series("sechard_jwks_refresh_total", "result", "success")] = 1
 	want[series("sechard_jwks_refresh_total", "result", "error")] = 1
@@ -346,6 +366,7 @@ http://127.0.0.1:` + strconv.Itoa(reportPort) + ` {
 	wantReasons := []string{
 		sA + "/enforce/auth_missing/", sA + "/enforce/auth_invalid/api_key", sA + "/enforce/auth_invalid/api_key",
 		sA + "/enforce/auth_insufficient_scope/jwt", sA + "/enforce/auth_invalid/jwt", sB + "/report/auth_missing/",
+		sC + "/enforce/api_key_disabled/api_key",
 	}
 	if strings.Join(reasons, " ") != strings.Join(wantReasons, " ") {
 		t.Errorf("sechard_auth_denied events:\n got %v\nwant %v", reasons, wantReasons)
@@ -521,16 +542,20 @@ func TestMetricsSurviveTenReloads(t *testing.T) {
 }
 
 // TestMetricsRedisStoreErrors counts, per decision, every rate-limit
-// decision Redis could not answer, while on_store_error keeps limiting
-// locally.
+// decision Redis could not answer. With on_store_error local the requests
+// are still limited locally; with deny each is refused as
+// rate_limit_store_unavailable, counted and emitted as an event.
 func TestMetricsRedisStoreErrors(t *testing.T) {
-	rs := startRedis(t)
-	site := `http://127.0.0.1:{PORT} {
+	for _, onErr := range []string{"local", "deny"} {
+		t.Run(onErr, func(t *testing.T) {
+			rs := startRedis(t)
+			site := `http://127.0.0.1:{PORT} {
 	sechard {
 		rate_limit {
 			rate 1000/1m
 			store redis ` + rs.URL + `
 			store_timeout 100ms
+			on_store_error ` + onErr + `
 		}
 	}
 	handle /metrics {
@@ -538,22 +563,47 @@ func TestMetricsRedisStoreErrors(t *testing.T) {
 	}
 	respond "ok"
 }`
-	s := startCaddy(t, site, caddyOptions{})
-	srv := serverNames(t, s)[s.Port]
-	errs := series("sechard_ratelimit_store_errors_total", "server", srv, "store", "redis")
-	for range 3 {
-		s.Get("/a", "X-Request-ID", "r")
-	}
-	before := scrape(t, s, "/metrics")
-	expectMetrics(t, before, map[string]float64{errs: 0})
+			s := startCaddy(t, site, caddyOptions{})
+			srv := serverNames(t, s)[s.Port]
+			errs := series("sechard_ratelimit_store_errors_total", "server", srv, "store", "redis")
+			down := series("sechard_requests_rejected_total", "server", srv, "reason", "rate_limit_store_unavailable", "mode", "enforce")
+			for range 3 {
+				s.Get("/a", "X-Request-ID", "r")
+			}
+			expectMetrics(t, scrape(t, s, "/metrics"), map[string]float64{errs: 0, down: 0})
 
-	rs.Stop()
-	for i := range 5 {
-		if resp := s.Get("/a", "X-Request-ID", "r"); resp.StatusCode != 200 {
-			t.Fatalf("request %d during the outage: %d", i, resp.StatusCode)
-		}
+			rs.Stop()
+			status, refused := 200, 0.0
+			if onErr == "deny" {
+				status, refused = 429, 5
+			}
+			for i := range 5 {
+				if resp := s.Get("/a", "X-Request-ID", fmt.Sprint("outage-", i)); resp.StatusCode != status {
+					t.Fatalf("request %d during the outage: %d, want %d", i, resp.StatusCode, status)
+				}
+			}
+			if onErr == "deny" {
+				// The scrape itself would be refused too; read the admin endpoint.
+				resp, err := http.Get("http://" + s.AdminAddr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				expectMetrics(t, parseMetrics(t, string(body)), map[string]float64{errs: 5, down: refused})
+				ev := eventLogs(s, "sechard_rate_limited")
+				if len(ev) != 5 {
+					t.Fatalf("%d sechard_rate_limited events, want 5", len(ev))
+				}
+				data, _ := ev[0]["data"].(map[string]any)
+				if data["reason"] != "rate_limit_store_unavailable" || data["route"] != "default" || data["request_id"] != "outage-0" {
+					t.Fatalf("event data %v", data)
+				}
+				return
+			}
+			// The five requests and the scrape itself (rate-limited like any
+			// path) were decided without Redis.
+			expectMetrics(t, scrape(t, s, "/metrics"), map[string]float64{errs: 6, down: 0})
+		})
 	}
-	// The five requests and the scrape itself (rate-limited like any
-	// path) were decided without Redis.
-	expectMetrics(t, scrape(t, s, "/metrics"), map[string]float64{errs: 6})
 }
