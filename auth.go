@@ -95,6 +95,7 @@ type Auth struct {
 	logger       *zap.Logger // http.handlers.sechard.auth
 	audit        *zap.Logger // http.handlers.sechard.audit
 	now          func() time.Time
+	metrics      *handlerMetrics
 }
 
 // Requirement is one `require` rule.
@@ -260,6 +261,8 @@ func (a *Auth) provision(env *provisionEnv) error {
 	a.audit = env.logger.Named("audit")
 	a.now = env.now
 	a.enforced = a.Mode != modeReport
+	a.metrics = env.metrics
+	a.metrics.provisionAuth(a.requiredSecrets()) // one auth-success series per API-key holder, jwt and mtls
 
 	switch a.Phase {
 	case "":
@@ -466,6 +469,7 @@ func (a *Auth) decide(ex *exchange) decision {
 	ex.repl.Set("http.auth.user.scopes", id.joined)
 	ex.repl.Set("http.auth.user.method", id.method)
 	a.record(ex, zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")
+	a.metrics.authSuccess(id)
 	return allow
 }
 
@@ -571,6 +575,9 @@ func bearerToken(v string) (token string, ok bool) {
 // record writes the audit entry of one decision. It never holds a token or
 // key value: only the holder's name, the subject, scopes and jti.
 func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method string, id *identity, cerr *credError, needed string) {
+	if verdict == "deny" {
+		a.metrics.authDenied(ex, a.enforced, reason, method) // the sechard_auth_denied event
+	}
 	c := a.audit.Check(lvl, "auth decision")
 	if c == nil {
 		return

@@ -67,6 +67,7 @@ type CORS struct {
 	Mode string `json:"mode,omitempty"`
 
 	logger       *zap.Logger
+	metrics      *handlerMetrics
 	origins      map[string]struct{} // normalised allowed origins
 	maxOrigin    int                 // longest allowed origin, to skip hashing long Origin headers
 	methods      map[string]struct{}
@@ -197,6 +198,7 @@ func (c *CORS) provision(env *provisionEnv) error {
 		return nil
 	}
 	c.logger = env.logger.Named("cors")
+	c.metrics = env.metrics
 
 	if d := time.Duration(c.MaxAge); d < 0 || d > maxCORSMaxAge {
 		return fmt.Errorf("max_age must be between 0 and %v, got %v", maxCORSMaxAge, d)
@@ -442,6 +444,7 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 		// Report mode: log what enforcement would do and answer 204, as
 		// Handler.conclude lets a non-Answer refusal through to the
 		// upstream, which must never see a preflight.
+		c.metrics.reject(modeReport, reasonCORSPreflightDenied)
 		logRefusal(c.logger, "cors", ex.requestID,
 			decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason}, false)
 	}

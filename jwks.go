@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -81,6 +82,9 @@ type jwksRemote struct {
 	lastKick  time.Time     // last unknown-kid refetch started
 	inflight  chan struct{} // closed when the running unknown-kid refetch ends
 	fetchLock sync.Mutex    // one fetch at a time
+
+	metrics     jwksMetrics  // sechard_jwks_refresh_total
+	lastSuccess atomic.Int64 // Unix ns of the last good fetch, 0 before one
 }
 
 func newJWKSRemote(env *provisionEnv, url string, refresh time.Duration, update func([]*verifyKey)) *jwksRemote {
@@ -92,6 +96,7 @@ func newJWKSRemote(env *provisionEnv, url string, refresh time.Duration, update 
 		logger:  env.logger.Named("auth"),
 		now:     env.now,
 		update:  update,
+		metrics: newJWKSMetrics(),
 	}
 }
 
@@ -106,12 +111,14 @@ func (j *jwksRemote) start(haveOtherKeys bool) error {
 		j.logger.Warn("JWKS first fetch failed; serving with the other configured keys",
 			zap.String("url", j.url), zap.Error(err))
 	}
+	sechardMetrics().jwksAge.add(j)
 	go j.run()
 	return nil
 }
 
 // run refreshes every j.refresh until Caddy unloads this config.
 func (j *jwksRemote) run() {
+	defer sechardMetrics().jwksAge.remove(j)
 	t := time.NewTicker(j.refresh)
 	defer t.Stop()
 	for {
@@ -127,10 +134,22 @@ func (j *jwksRemote) run() {
 	}
 }
 
-// fetch gets the key set and, if it parses, installs it.
+// fetch gets the key set and, if it parses, installs it; each fetch counts
+// in sechard_jwks_refresh_total.
 func (j *jwksRemote) fetch() error {
 	j.fetchLock.Lock()
 	defer j.fetchLock.Unlock()
+	err := j.fetchLocked()
+	if err != nil {
+		j.metrics.failure.Inc()
+		return err
+	}
+	j.lastSuccess.Store(j.now().UnixNano())
+	j.metrics.success.Inc()
+	return nil
+}
+
+func (j *jwksRemote) fetchLocked() error {
 	ctx, cancel := context.WithTimeout(j.ctx, jwksHTTPTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)

@@ -1,28 +1,50 @@
 package sechard
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Prometheus collectors, created once per process: Caddy gives every config
-// load a fresh registry, so they are registered on each one, and counters keep
-// counting across reloads. Labels never hold a client address, path or
-// credential: only the server name, a fixed reason, a mode, a method and the
-// configured API-key holder name.
+// Prometheus collectors, created once per process. Caddy gives every config
+// load a fresh registry (ctx.GetMetricsRegistry()), so the same collectors
+// are registered on each new one: series keep counting across reloads and
+// nothing is registered twice on one registry.
+//
+// Labels never hold a client address, path or credential: only the server
+// name, a fixed reason, a mode, a credential method and the configured
+// API-key holder name (a secret's name, never its value).
 type collectors struct {
-	rejected      *prometheus.CounterVec // server, reason, mode
-	authSuccess   *prometheus.CounterVec // server, method, key
-	idReplaced    *prometheus.CounterVec // server, reason
-	storeErrors   *prometheus.CounterVec // server, store
-	storeKeys     *prometheus.GaugeVec   // server
-	jwksRefresh   *prometheus.CounterVec // result
-	jwksKeySetAge *prometheus.GaugeVec   // url-independent: one series per handler is not needed, so no labels
+	rejected    *prometheus.CounterVec // server, reason, mode
+	authSuccess *prometheus.CounterVec // server, method, key
+	idReplaced  *prometheus.CounterVec // server, reason
+	storeErrors *prometheus.CounterVec // server, store
+	jwksRefresh *prometheus.CounterVec // result
+	memKeys     *memKeysCollector      // sechard_ratelimit_memory_keys{server}
+	jwksAge     *jwksAgeCollector      // sechard_jwks_last_success_timestamp_seconds
 }
+
+// Metric label values.
+const (
+	idReplacedMissing   = "missing"
+	idReplacedMalformed = "malformed"
+	jwksResultSuccess   = "success"
+	jwksResultError     = "error"
+	authMethodAPIKey    = "api_key"
+	authMethodJWT       = "jwt"
+	authMethodMTLS      = "mtls"
+)
+
+// Caddy event names (see the README's "Metrics and events").
+const (
+	eventRateLimited = "sechard_rate_limited"
+	eventAuthDenied  = "sechard_auth_denied"
+)
 
 var sechardMetrics = sync.OnceValue(func() *collectors {
 	const ns = "sechard"
@@ -41,29 +63,34 @@ var sechardMetrics = sync.OnceValue(func() *collectors {
 		}, []string{"server", "reason"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "ratelimit_store_errors_total",
-			Help: "Rate-limit decisions the configured store could not answer.",
+			Help: "Rate-limit decisions the configured store could not answer (failed, timed out, or skipped while its circuit breaker was open).",
 		}, []string{"server", "store"}),
-		storeKeys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "ratelimit_memory_keys",
-			Help: "Live keys in the in-memory rate-limit store.",
-		}, []string{"server"}),
 		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "jwks_refresh_total",
 			Help: "JWKS fetches by result (success, error).",
 		}, []string{"result"}),
-		jwksKeySetAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "jwks_last_success_timestamp_seconds",
-			Help: "Unix time of the last successful JWKS fetch; now minus this is the key set's age.",
-		}, nil),
+		memKeys: &memKeysCollector{
+			desc: prometheus.NewDesc(ns+"_ratelimit_memory_keys",
+				"Live keys in the in-memory rate-limit stores used by this server.", []string{"server"}, nil),
+			users: make(map[memStoreUse]int),
+		},
+		jwksAge: &jwksAgeCollector{
+			desc: prometheus.NewDesc(ns+"_jwks_last_success_timestamp_seconds",
+				"Unix time of the last successful fetch of the stalest configured JWKS URL (0: never); time() minus this is the age of the oldest key set in use.",
+				nil, nil),
+			remotes: make(map[*jwksRemote]struct{}),
+		},
 	}
 })
 
-// register puts the collectors on the config's registry, once per registry.
+// register puts the collectors on the config's registry. Caddy's registry
+// is pedantic and new per config load; registering on one that already
+// holds them (a second sechard handler in the same config) is not an error.
 func (c *collectors) register(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, col := range []prometheus.Collector{c.rejected, c.authSuccess, c.idReplaced, c.storeErrors, c.storeKeys, c.jwksRefresh, c.jwksKeySetAge} {
+	for _, col := range []prometheus.Collector{c.rejected, c.authSuccess, c.idReplaced, c.storeErrors, c.jwksRefresh, c.memKeys, c.jwksAge} {
 		var are prometheus.AlreadyRegisteredError
 		if err := reg.Register(col); err != nil && !errors.As(err, &are) {
 			return err
@@ -81,20 +108,33 @@ func serverName(ctx caddy.Context) string {
 	return "UNKNOWN"
 }
 
-// handlerMetrics holds one handler's pre-resolved counters, so recording on
-// the request path is a map lookup and an atomic add.
+// handlerMetrics is one handler's view of the collectors, with every label
+// set it can record resolved at provision time: recording on the request
+// path is at most a map lookup and an atomic add, with no allocation. It
+// also emits sechard's Caddy events. A nil *handlerMetrics records nothing.
 type handlerMetrics struct {
-	server   string
-	enforced map[string]prometheus.Counter // by reason
-	reported map[string]prometheus.Counter // by reason, mode report
-	c        *collectors
+	server string
+	c      *collectors
+
+	enforced map[string]prometheus.Counter // rejections by reason, mode enforce
+	reported map[string]prometheus.Counter // rejections by reason, mode report
+
+	idMissing, idMalformed prometheus.Counter
+
+	authJWT, authMTLS prometheus.Counter
+	authKeys          map[string]prometheus.Counter // by API-key holder (secret) name
+
+	ctx    caddy.Context    // the provisioning context: events originate from this handler
+	events *caddyevents.App // nil when there is no events app (unit tests)
 }
 
 // rejectionReasons are every reason a stage may give; their counters are
-// resolved at provision time.
+// resolved at provision time, in both modes, so they are exported as 0
+// before the first refusal (rate() and absent-series alerts need that).
 var rejectionReasons = []string{
-	"cors_preflight_denied", "rate_limited", "ratelimit_store_unavailable",
-	"auth_missing", "auth_invalid", "auth_insufficient_scope", "api_key_disabled",
+	reasonCORSPreflightDenied,
+	rateLimitedReason, rateStoreDownReason,
+	"auth_missing", "auth_invalid", "auth_insufficient_scope", errKeyDisabled.reason,
 }
 
 func newHandlerMetrics(ctx caddy.Context) (*handlerMetrics, error) {
@@ -102,17 +142,42 @@ func newHandlerMetrics(ctx caddy.Context) (*handlerMetrics, error) {
 	if err := c.register(ctx.GetMetricsRegistry()); err != nil {
 		return nil, err
 	}
-	m := &handlerMetrics{server: serverName(ctx), c: c,
-		enforced: make(map[string]prometheus.Counter), reported: make(map[string]prometheus.Counter)}
+	m := &handlerMetrics{
+		server:   serverName(ctx),
+		c:        c,
+		ctx:      ctx,
+		enforced: make(map[string]prometheus.Counter, len(rejectionReasons)),
+		reported: make(map[string]prometheus.Counter, len(rejectionReasons)),
+	}
 	for _, reason := range rejectionReasons {
 		m.enforced[reason] = c.rejected.WithLabelValues(m.server, reason, modeEnforce)
 		m.reported[reason] = c.rejected.WithLabelValues(m.server, reason, modeReport)
 	}
+	m.idMissing = c.idReplaced.WithLabelValues(m.server, idReplacedMissing)
+	m.idMalformed = c.idReplaced.WithLabelValues(m.server, idReplacedMalformed)
+
+	// The events app is loaded by the http app before it provisions its
+	// routes; AppIfConfigured never instantiates one (and is safe on the
+	// bare contexts of unit tests).
+	if app, err := ctx.AppIfConfigured("events"); err == nil {
+		m.events, _ = app.(*caddyevents.App)
+	} else if !errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, err
+	}
 	return m, nil
 }
 
-// rejection counts a refusal (or, in report mode, a would-be refusal).
-func (m *handlerMetrics) rejection(mode, reason string) {
+// rejection counts a stage's refusal (or, in report mode, a would-be
+// refusal); a successful answer (an allowed preflight) is not one.
+func (m *handlerMetrics) rejection(mode string, d *decision) {
+	if m == nil || d.Status == 0 || d.Answer {
+		return
+	}
+	m.reject(mode, d.Reason)
+}
+
+// reject counts a refusal or would-be refusal with this reason.
+func (m *handlerMetrics) reject(mode, reason string) {
 	if m == nil {
 		return
 	}
@@ -126,5 +191,220 @@ func (m *handlerMetrics) rejection(mode, reason string) {
 		c.Inc()
 		return
 	}
-	m.c.rejected.WithLabelValues(m.server, reason, mode).Inc()
+	m.c.rejected.WithLabelValues(m.server, reason, mode).Inc() // a reason missing from rejectionReasons
+}
+
+// requestIDReplaced counts an inbound request ID that was missing (absent
+// or empty) or malformed (invalid, too long, or sent more than once).
+func (m *handlerMetrics) requestIDReplaced(malformed bool) {
+	if m == nil {
+		return
+	}
+	if malformed {
+		m.idMalformed.Inc()
+	} else {
+		m.idMissing.Inc()
+	}
+}
+
+// provisionAuth resolves the auth-success counters: one per API-key holder,
+// one for JWTs and one for mTLS identities.
+func (m *handlerMetrics) provisionAuth(keyNames []string) {
+	if m == nil {
+		return
+	}
+	m.authJWT = m.c.authSuccess.WithLabelValues(m.server, authMethodJWT, authMethodJWT)
+	m.authMTLS = m.c.authSuccess.WithLabelValues(m.server, authMethodMTLS, authMethodMTLS)
+	m.authKeys = make(map[string]prometheus.Counter, len(keyNames))
+	for _, name := range keyNames {
+		m.authKeys[name] = m.c.authSuccess.WithLabelValues(m.server, authMethodAPIKey, name)
+	}
+}
+
+// authSuccess counts an authenticated request: key is the API-key holder
+// name for api_key, and the method itself for jwt and mtls.
+func (m *handlerMetrics) authSuccess(id *identity) {
+	if m == nil || id == nil {
+		return
+	}
+	var c prometheus.Counter
+	switch id.method {
+	case authMethodJWT:
+		c = m.authJWT
+	case authMethodMTLS:
+		c = m.authMTLS
+	case authMethodAPIKey:
+		c = m.authKeys[id.subject]
+	}
+	if c != nil {
+		c.Inc()
+	}
+}
+
+// storeErrors returns the store-error counter of a rate-limit store, or nil.
+func (m *handlerMetrics) storeErrors(store string) prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.c.storeErrors.WithLabelValues(m.server, store)
+}
+
+// trackMemoryStore counts s's keys in this server's
+// sechard_ratelimit_memory_keys until the returned func is called.
+func (m *handlerMetrics) trackMemoryStore(s *memoryStore) (untrack func()) {
+	if m == nil || s == nil {
+		return func() {}
+	}
+	return m.c.memKeys.track(m.server, s)
+}
+
+// emit sends a Caddy event from this handler, with data built only when
+// something (a subscriber, or the events app's debug log) would see it.
+// Events are for refusals only, which are off the fast path.
+func (m *handlerMetrics) emit(name string, data func() map[string]any) {
+	if m == nil || m.events == nil || !m.events.ShouldEmit(name) {
+		return
+	}
+	// A replacer of our own: Emit adds the event's placeholders to the
+	// context's replacer, and concurrent requests must not share one.
+	ctx := m.ctx
+	ctx.Context = context.WithValue(m.ctx.Context, caddy.ReplacerCtxKey, caddy.NewReplacer())
+	m.events.Emit(ctx, name, data())
+}
+
+// rateLimited emits sechard_rate_limited. route is the configured name of
+// the limit that refused (a route's path pattern, "default" or "total"),
+// never the request's path.
+func (m *handlerMetrics) rateLimited(ex *exchange, mode, reason, route string) {
+	m.emit(eventRateLimited, func() map[string]any {
+		return m.eventData(ex, mode, reason, "route", route)
+	})
+}
+
+// authDenied emits sechard_auth_denied. method is the kind of credential
+// presented (jwt, api_key, mtls), or "" when none was.
+func (m *handlerMetrics) authDenied(ex *exchange, enforced bool, reason, method string) {
+	mode := modeEnforce
+	if !enforced {
+		mode = modeReport
+	}
+	m.emit(eventAuthDenied, func() map[string]any {
+		return m.eventData(ex, mode, reason, "method", method)
+	})
+}
+
+func (m *handlerMetrics) eventData(ex *exchange, mode, reason, k, v string) map[string]any {
+	if mode != modeReport {
+		mode = modeEnforce
+	}
+	clientIP, _ := caddyhttp.GetVar(ex.r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return map[string]any{
+		"server":     m.server,
+		"reason":     reason,
+		"mode":       mode,
+		"request_id": ex.requestID,
+		"client_ip":  clientIP,
+		k:            v,
+	}
+}
+
+// memKeysCollector reports, per server, the live keys of the distinct memory
+// stores its handlers use, counted when scraped (so the request path pays
+// nothing). Stores are shared across reloads; while the old and new config
+// overlap, a store used by both is counted once.
+type memKeysCollector struct {
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	users map[memStoreUse]int // reference counts
+}
+
+type memStoreUse struct {
+	server string
+	store  *memoryStore
+}
+
+func (c *memKeysCollector) track(server string, s *memoryStore) func() {
+	u := memStoreUse{server, s}
+	c.mu.Lock()
+	c.users[u]++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			if c.users[u]--; c.users[u] <= 0 {
+				delete(c.users, u)
+			}
+			c.mu.Unlock()
+		})
+	}
+}
+
+func (c *memKeysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *memKeysCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	perServer := make(map[string][]*memoryStore)
+	for u := range c.users {
+		perServer[u.server] = append(perServer[u.server], u.store)
+	}
+	c.mu.Unlock()
+	for server, stores := range perServer {
+		n := 0
+		for _, s := range stores {
+			n += s.len()
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), server)
+	}
+}
+
+// jwksAgeCollector reports the last successful fetch of the stalest JWKS URL
+// in use, so one series (without a URL label) answers "is any key set
+// stale?". It reports nothing when no jwks_url is configured.
+type jwksAgeCollector struct {
+	desc    *prometheus.Desc
+	mu      sync.Mutex
+	remotes map[*jwksRemote]struct{}
+}
+
+func (c *jwksAgeCollector) add(j *jwksRemote) {
+	c.mu.Lock()
+	c.remotes[j] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *jwksAgeCollector) remove(j *jwksRemote) {
+	c.mu.Lock()
+	delete(c.remotes, j)
+	c.mu.Unlock()
+}
+
+func (c *jwksAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *jwksAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.remotes) == 0 {
+		return
+	}
+	oldest := int64(-1)
+	for j := range c.remotes {
+		if t := j.lastSuccess.Load(); oldest < 0 || t < oldest {
+			oldest = t
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(oldest)/1e9)
+}
+
+// jwksMetrics are a JWKS fetcher's pre-resolved counters.
+type jwksMetrics struct {
+	success, failure prometheus.Counter
+}
+
+func newJWKSMetrics() jwksMetrics {
+	c := sechardMetrics()
+	return jwksMetrics{
+		success: c.jwksRefresh.WithLabelValues(jwksResultSuccess),
+		failure: c.jwksRefresh.WithLabelValues(jwksResultError),
+	}
 }

@@ -51,7 +51,8 @@ type Handler struct {
 	Auth *Auth `json:"auth,omitempty"`
 
 	logger       *zap.Logger
-	stageLoggers map[string]*zap.Logger // by stage name, for report-mode entries
+	stageLoggers map[string]*zap.Logger // by stage name, for refusal entries
+	metrics      *handlerMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,9 +77,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.SecurityHeaders == nil {
 		h.SecurityHeaders = new(SecurityHeaders)
 	}
-	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now}
-
 	var err error
+	if h.metrics, err = newHandlerMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now, metrics: h.metrics}
+
 	env.secrets, err = h.Secrets.resolve(env, append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...))
 	if err != nil {
 		return err
@@ -184,6 +188,7 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 	if d.Status == 0 {
 		return false, nil
 	}
+	h.metrics.rejection(mode, &d)
 	enforced := mode != modeReport || d.Answer
 	if !d.Logged {
 		logRefusal(h.stageLoggers[stage], stage, ex.requestID, d, enforced)
@@ -231,6 +236,7 @@ type provisionEnv struct {
 	logger  *zap.Logger      // the module's logger; stages name their own child
 	secrets secretValues     // resolved secrets (SEC-03)
 	now     func() time.Time // the clock; tests replace it
+	metrics *handlerMetrics  // the handler's metrics and events; nil records nothing
 
 	requestIDHeader string // canonical request-ID header, set once request_id is provisioned
 }

@@ -101,6 +101,8 @@ type RateLimit struct {
 	logger    *zap.Logger
 	now       func() time.Time
 	cfgDigest string // identifies the limits in Redis keys
+	metrics   *handlerMetrics
+	untrack   func() // stops counting mem in sechard_ratelimit_memory_keys
 }
 
 // RateSpec is a limit: Events requests per Window, with a burst.
@@ -315,6 +317,7 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	}
 	c.logger = env.logger.Named("rate_limit")
 	c.now = env.now
+	c.metrics = env.metrics
 	if c.Key == "" {
 		c.Key = defaultRateLimitKey
 	}
@@ -389,6 +392,7 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 		return err
 	}
 	c.mem = v.(*memoryStore)
+	c.untrack = env.metrics.trackMemoryStore(c.mem)
 
 	switch c.Store {
 	case "", storeMemory:
@@ -472,6 +476,10 @@ func (c *RateLimit) cleanup() error {
 		return nil
 	}
 	var err error
+	if c.untrack != nil {
+		c.untrack()
+		c.untrack = nil
+	}
 	if c.mem != nil {
 		_, err = rateLimitPool.Delete(c.memKey)
 		c.mem = nil
@@ -546,6 +554,9 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	if c.redis != nil {
 		var d *decision
 		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
+			if d.Status != 0 {
+				c.metrics.rateLimited(ex, c.Mode, d.Reason, refusedBy(bs))
+			}
 			return *d // Redis could not decide, and on_store_error is allow or deny
 		}
 	} else {
@@ -566,6 +577,7 @@ func (c *RateLimit) decide(ex *exchange) decision {
 			retry = bs[i].res.retryAfter
 		}
 	}
+	c.metrics.rateLimited(ex, c.Mode, rateLimitedReason, refusedBy(bs))
 	return decision{
 		Status: http.StatusTooManyRequests,
 		Reason: rateLimitedReason,

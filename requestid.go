@@ -43,11 +43,12 @@ type RequestID struct {
 	// false always generates a new ID and ignores the client's, silently.
 	AcceptInbound *bool `json:"accept_inbound,omitempty"`
 
-	header string // canonical form of Header
-	max    int
-	accept bool
-	newID  func() string
-	logger *zap.Logger
+	header  string // canonical form of Header
+	max     int
+	accept  bool
+	newID   func() string
+	logger  *zap.Logger
+	metrics *handlerMetrics
 }
 
 // requestIDVar is the name of the request variable that holds the ID, read
@@ -146,6 +147,7 @@ func (c *RequestID) provision(env *provisionEnv) error {
 
 	c.accept = c.AcceptInbound == nil || *c.AcceptInbound
 	c.logger = env.logger.Named("request_id")
+	c.metrics = env.metrics
 	return nil
 }
 
@@ -226,6 +228,11 @@ func (c *RequestID) assign(ex *exchange) {
 		r.Header[hdr] = []string{id}
 		if reason != "" {
 			c.logReplaced(r, id, reason, inbound)
+		}
+		if c != nil && c.accept {
+			// sechard_request_id_replaced_total: missing (absent or empty)
+			// or malformed (too_long, invalid_byte, multiple_values).
+			c.metrics.requestIDReplaced(reason != "")
 		}
 	}
 	// else: the one inbound value is already exactly the ID; nothing to set.

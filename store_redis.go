@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -57,13 +58,14 @@ const redisBackoff = time.Second
 // than the store timeout opens a circuit breaker, and for the next second
 // requests are decided by onErr without asking Redis.
 type redisStore struct {
-	client   *redis.Client
-	redacted string // the URL without its password, for logs
-	timeout  time.Duration
-	prefix   string // "sechard:rl:<config digest>:"
-	onErr    string
-	logger   *zap.Logger
-	breaker  breaker
+	client    *redis.Client
+	redacted  string // the URL without its password, for logs
+	timeout   time.Duration
+	prefix    string // "sechard:rl:<config digest>:"
+	onErr     string
+	logger    *zap.Logger
+	breaker   breaker
+	storeErrs prometheus.Counter // sechard_ratelimit_store_errors_total{store="redis"}; nil without metrics
 }
 
 // pooledRedis is a client shared through rateLimitPool by every config using
@@ -108,12 +110,13 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		return err
 	}
 	c.redis = &redisStore{
-		client:   v.(pooledRedis).Client,
-		redacted: redactURL(c.RedisURL),
-		timeout:  timeout,
-		prefix:   "sechard:rl:" + c.cfgDigest + ":",
-		onErr:    c.onErr,
-		logger:   c.logger,
+		client:    v.(pooledRedis).Client,
+		redacted:  redactURL(c.RedisURL),
+		timeout:   timeout,
+		prefix:    "sechard:rl:" + c.cfgDigest + ":",
+		onErr:     c.onErr,
+		logger:    c.logger,
+		storeErrs: env.metrics.storeErrors(storeRedis),
 	}
 	c.logger.Info("rate limits shared through redis",
 		zap.String("store", c.redis.redacted), zap.String("on_store_error", c.onErr),
@@ -140,6 +143,11 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 				zap.String("store", s.redacted), zap.String("on_store_error", s.onErr), zap.Error(err),
 				zap.String("request_id", requestID))
 		}
+	}
+	// Redis did not answer this decision: it failed, timed out, or the
+	// breaker is open.
+	if s.storeErrs != nil {
+		s.storeErrs.Inc()
 	}
 	switch s.onErr {
 	case storeErrorAllow:
