@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -21,12 +22,17 @@ var errJSONShape = errors.New("not a JSON object")
 // maxJSONDepth bounds nesting: no JWT header or claim set needs more.
 const maxJSONDepth = 32
 
+// jsonDecoders are reused: a decoder's buffers cost more than the check.
+var jsonDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+
 // checkJSONObject reports whether b is exactly one valid JSON object in
 // which no object, at any depth, names a member twice (names compared after
 // unescaping: "\u0061lg" duplicates "alg"), nested at most maxJSONDepth
 // deep. jsontext's decoder rejects duplicate names by default.
 func checkJSONObject(b []byte) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	dec := jsonDecoders.Get().(*jsontext.Decoder)
+	defer jsonDecoders.Put(dec)
+	dec.Reset(bytes.NewReader(b))
 	if dec.PeekKind() != '{' {
 		return errJSONShape
 	}
