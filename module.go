@@ -109,7 +109,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Validate checks the configuration for contradictions that Provision did
 // not already reject.
 func (h *Handler) Validate() error {
-	for _, m := range []string{modeOf(h.CORS), modeOf(h.RateLimit), modeOf(h.Auth)} {
+	for _, m := range []string{h.CORS.mode(), h.RateLimit.mode(), h.Auth.mode()} {
 		if m != "" && m != modeEnforce && m != modeReport {
 			return fmt.Errorf("mode must be %q or %q, got %q", modeEnforce, modeReport, m)
 		}
@@ -240,11 +240,6 @@ type provisionEnv struct {
 
 	requestIDHeader string // canonical request-ID header, set once request_id is provisioned
 }
-
-// moder is a stage with an enforce/report mode.
-type moder interface{ mode() string }
-
-func modeOf(m moder) string { return m.mode() }
 
 // Interface guards
 var (
