@@ -432,6 +432,7 @@ func TestSecretsWarnWhenReadableByOthers(t *testing.T) {
 
 func TestSecretsAuditTracksRotation(t *testing.T) {
 	const name = "SECHARD_T_ROTATE"
+	forgetSecretHistory(name) // the history is per process; -count=N runs this test again
 	t.Setenv(name, "")
 	t.Setenv(name+"_FILE", "")
 	dir := t.TempDir()
@@ -815,5 +816,15 @@ func TestSecretsEnvPlaceholderBakesValueIntoConfig(t *testing.T) {
 	out, err := runCaddy(t, []string{"SECHARD_E2E_BAKED=baked-canary-77"}, "adapt", "--config", cfg, "--adapter", "caddyfile")
 	if err != nil || !strings.Contains(out, "baked-canary-77") {
 		t.Fatalf("adapt: %v\n%s", err, out)
+	}
+}
+
+// forgetSecretHistory drops what this process remembers of the named
+// secrets, so a test sees a first load again.
+func forgetSecretHistory(names ...string) {
+	secretHistory.Lock()
+	defer secretHistory.Unlock()
+	for _, n := range names {
+		delete(secretHistory.digests, n)
 	}
 }
