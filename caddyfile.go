@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			generate       uuid4|uuid7
 //			accept_inbound on|off
 //		}
+//		paths reject|normalize|allow
 //		security_headers {
 //			content_security_policy             <policy>
 //			content_security_policy_report_only <policy>
@@ -115,6 +116,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "request_id":
 			h.RequestID = new(RequestID)
 			err = h.RequestID.unmarshalCaddyfile(d)
+		case "paths":
+			h.Paths, err = unmarshalPathsCaddyfile(d)
 		case "security_headers":
 			h.SecurityHeaders = new(SecurityHeaders)
 			err = h.SecurityHeaders.unmarshalCaddyfile(d)

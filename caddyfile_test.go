@@ -152,6 +152,9 @@ func TestCaddyfileErrorsCarryLineNumbers(t *testing.T) {
 		{"off with argument", "sechard {\n\tsecurity_headers {\n\t\toff now\n\t}\n}", "wrong argument count", 3},
 		{"security_headers on", "sechard {\n\tsecurity_headers on\n}", "wrong argument count", 2},
 		{"csp without value", "sechard {\n\tsecurity_headers {\n\t\tcontent_security_policy\n\t}\n}", "wrong argument count", 3},
+		{"paths without action", "sechard {\n\n\tpaths\n}", "paths takes one argument", 3},
+		{"paths unknown action", "sechard {\n\tpaths clean\n}", `paths must be reject, normalize or allow, got "clean"`, 2},
+		{"paths two actions", "sechard {\n\tpaths reject allow\n}", "paths takes one argument", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h Handler

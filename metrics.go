@@ -132,7 +132,7 @@ type handlerMetrics struct {
 // resolved at provision time, in both modes, so they are exported as 0
 // before the first refusal (rate() and absent-series alerts need that).
 var rejectionReasons = []string{
-	reasonCORSPreflightDenied,
+	reasonAmbiguousPath, reasonCORSPreflightDenied,
 	rateLimitedReason, rateStoreDownReason,
 	"auth_missing", "auth_invalid", "auth_insufficient_scope", errKeyDisabled.reason,
 }

@@ -27,7 +27,7 @@ func init() {
 // their object is present.
 //
 // The stages run on every request in this order: request ID, security
-// headers, CORS, rate limit, auth; the first stage that refuses a request
+// headers, paths, CORS, rate limit, auth; the first stage that refuses a request
 // ends it with an error status (so `handle_errors` can shape the body), with
 // the request ID, security headers and CORS headers already set.
 type Handler struct {
@@ -41,6 +41,16 @@ type Handler struct {
 	// Security response headers (SEC-07). On by default.
 	SecurityHeaders *SecurityHeaders `json:"security_headers,omitempty"`
 
+	// What to do with an ambiguous request path: one whose raw form holds
+	// an encoded `/` or `\`, a `\`, an encoded control byte, a `.` or `..`
+	// segment (plain or encoded) or an empty segment, and so may be read
+	// one way by the path patterns of `auth` and `rate_limit` and another
+	// by the upstream. `reject` (default) answers 400; `normalize` rewrites
+	// the request to the decoded, cleaned path, which every stage and the
+	// upstream then see; `allow` passes it on as sent (only for APIs that
+	// really use `%2F`: path patterns may then be walked past).
+	Paths string `json:"paths,omitempty"`
+
 	// The CORS allowlist (SEC-04). Off unless present.
 	CORS *CORS `json:"cors,omitempty"`
 
@@ -50,6 +60,7 @@ type Handler struct {
 	// Authentication and per-endpoint scopes (SEC-10). Off unless present.
 	Auth *Auth `json:"auth,omitempty"`
 
+	paths        *pathStage
 	logger       *zap.Logger
 	stageLoggers map[string]*zap.Logger // by stage name, for refusal entries
 	metrics      *handlerMetrics
@@ -68,7 +79,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.stageLoggers = make(map[string]*zap.Logger)
-	for _, stage := range []string{"cors", "rate_limit", "auth"} {
+	for _, stage := range []string{"paths", "cors", "rate_limit", "auth"} {
 		h.stageLoggers[stage] = h.logger.Named(stage)
 	}
 	if h.RequestID == nil {
@@ -93,6 +104,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	env.requestIDHeader = h.RequestID.headerName()
 	if err := h.SecurityHeaders.provision(env); err != nil {
 		return fmt.Errorf("provisioning security_headers: %w", err)
+	}
+	if h.paths, err = newPathStage(env, h.Paths); err != nil {
+		return fmt.Errorf("provisioning paths: %w", err)
 	}
 	if err := h.CORS.provision(env); err != nil {
 		return fmt.Errorf("provisioning cors: %w", err)
@@ -131,14 +145,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.RequestID.assign(ex)                // 1. SEC-06: before anything can log or respond
 	ex.w = h.SecurityHeaders.apply(w, ex) // 2. SEC-07: on every response that leaves through here
 
+	if done, err := h.conclude(ex, "paths", modeEnforce, h.paths.decide(ex)); done {
+		return err // 3. before any stage matches a path pattern
+	}
 	if done, err := h.conclude(ex, "cors", h.CORS.mode(), h.CORS.decide(ex)); done {
-		return err // 3. SEC-04
+		return err // 4. SEC-04
 	}
 	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decide(ex)); done {
-		return err // 4. SEC-09: before auth, so credential floods never reach the verifier
+		return err // 5. SEC-09: before auth, so credential floods never reach the verifier
 	}
 	if done, err := h.conclude(ex, "auth", h.Auth.mode(), h.Auth.decide(ex)); done {
-		return err // 5. SEC-10
+		return err // 6. SEC-10
 	}
 	return next.ServeHTTP(ex.w, ex.r)
 }
