@@ -414,6 +414,10 @@ func TestCaddyfileExampleServes(t *testing.T) {
 		!strings.Contains(readBody(resp), `"request_id": "`+resp.Header.Get("X-Request-ID")+`"`) {
 		t.Errorf("no credentials: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), readBody(resp))
 	}
+	// paths: an encoded walk past `public /healthz` is refused, not served.
+	if resp, body := rawGet(t, s, "/nl-query/..%2Fhealthz"); resp.StatusCode != 400 || !strings.Contains(body, `"error": "Bad Request"`) {
+		t.Errorf("ambiguous path: %d %s", resp.StatusCode, body)
+	}
 	resp = s.Get("/nl-query/q", "X-API-Key", key)
 	if body := readBody(resp); resp.StatusCode != 200 || !strings.Contains(body, `"auth_method": "api_key"`) {
 		t.Errorf("API key: %d %s", resp.StatusCode, body)

@@ -52,14 +52,15 @@ func (m *muxUpstream) take() []string {
 // socket (no client library cleans or re-encodes it).
 func rawGet(t *testing.T, s *caddyServer, target string, hdr ...string) (*http.Response, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port), 5*time.Second)
+	host := strings.TrimPrefix(s.URL, "http://")
+	c, err := net.DialTimeout("tcp", host, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n", target, s.Port)
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", target, host)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		fmt.Fprintf(&b, "%s: %s\r\n", hdr[i], hdr[i+1])
 	}
