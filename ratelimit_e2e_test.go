@@ -83,17 +83,28 @@ func TestEnforceRateLimitDifferentPathsTrackedSeparately(t *testing.T) {
 	if got, want := getStatuses(s, "/reports?page=1", 2), []int{200, 200}; !equalInts(got, want) {
 		t.Fatalf("/reports: %v, want %v", got, want)
 	}
-	// Go's client would clean "/x/../reports" itself; send it raw.
+	// Go's client would clean "/x/../reports" itself; send it raw. The
+	// paths stage refuses it by default, before rate limiting.
 	req, _ := http.NewRequest(http.MethodGet, s.URL+"/reports", nil)
 	req.URL.Opaque = "/x/../reports"
-	if st := s.Do(req).StatusCode; st != 429 {
-		t.Fatalf("/x/../reports after two /reports: %d, want 429", st)
+	if st := s.Do(req).StatusCode; st != 400 {
+		t.Fatalf("/x/../reports: %d, want 400 (ambiguous path)", st)
 	}
 	if got, want := getStatuses(s, "/users", 3), []int{200, 200, 429}; !equalInts(got, want) {
 		t.Fatalf("/users: %v, want %v", got, want)
 	}
 	if got, want := getStatuses(s, "/audit", 1), []int{200}; !equalInts(got, want) {
 		t.Fatalf("/audit: %v, want %v", got, want)
+	}
+
+	// With `paths normalize`, the same spelling is rewritten to /reports and
+	// spends that path's budget.
+	s2 := startCaddy(t, strings.Replace(rateLimitSite("rate 2/1m", up.Addr), "sechard {", "sechard {\n\t\tpaths normalize", 1))
+	getStatuses(s2, "/reports", 2)
+	req, _ = http.NewRequest(http.MethodGet, s2.URL+"/reports", nil)
+	req.URL.Opaque = "/x/../reports"
+	if st := s2.Do(req).StatusCode; st != 429 {
+		t.Fatalf("normalize: /x/../reports after two /reports: %d, want 429", st)
 	}
 }
 
