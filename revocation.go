@@ -57,6 +57,7 @@ type Revocation struct {
 
 	logger *zap.Logger
 	now    func() time.Time
+	bounds tokenBounds // set by auth from its jwt block; defaults otherwise
 	cancel context.CancelFunc
 	done   chan struct{}
 	client *redis.Client
@@ -81,20 +82,41 @@ const (
 	defaultRevocationRefresh  = 10 * time.Second
 	defaultRevocationCacheTTL = 5 * time.Second
 
-	// revocationGrace keeps a revocation after the token's exp, so a token
-	// still accepted within the auth stage's clock-skew leeway (30s by
-	// default) stays revoked.
-	revocationGrace = 5 * time.Minute
-
-	// subjectRevocationLifetime is how long a subject revocation stored in
-	// Redis or in memory outlives its `before` time: every token issued
-	// before then has expired by then, as long as tokens live at most this
-	// long (auth's max_ttl defaults to 5m).
-	subjectRevocationLifetime = 24 * time.Hour
-
 	redisKeyPrefix = "sechard:revoked:"
 	redisIndexKey  = redisKeyPrefix + "index"
 )
+
+// tokenBounds say how long a token can be accepted: until iat + maxTTL +
+// leeway at most, and leeway past its exp. A revocation must last as long.
+type tokenBounds struct{ maxTTL, leeway time.Duration }
+
+var defaultTokenBounds = tokenBounds{defaultMaxTTL, defaultLeeway}
+
+// jtiExpiry is when a jti revocation may be forgotten (unix seconds).
+func (b tokenBounds) jtiExpiry(exp int64) int64 { return exp + ceilSeconds(int64(b.leeway)) }
+
+// subExpiry is when a subject revocation may be forgotten: every token it
+// covers was issued before `before`, so none is accepted after this.
+func (b tokenBounds) subExpiry(before int64) int64 {
+	return before + ceilSeconds(int64(b.maxTTL+b.leeway))
+}
+
+// widen returns bounds covering the tokens of both b and o.
+func (b tokenBounds) widen(o tokenBounds) tokenBounds {
+	return tokenBounds{max(b.maxTTL, o.maxTTL), max(b.leeway, o.leeway)}
+}
+
+// setTokenBounds sizes the revocations' lifetimes to the tokens auth
+// accepts (v is nil without a jwt block).
+func (rv *Revocation) setTokenBounds(v *verifier) {
+	if rv == nil {
+		return
+	}
+	rv.bounds = defaultTokenBounds
+	if v != nil {
+		rv.bounds = tokenBounds{v.maxTTL, v.leeway}
+	}
+}
 
 // revocationEntry is one revocation: a jti, or a subject with a time before
 // which its tokens are revoked (Before == nil: all its tokens).
@@ -171,6 +193,9 @@ func (rv *Revocation) provision(env *provisionEnv) error {
 	}
 	if rv.CacheTTL == 0 {
 		rv.CacheTTL = caddy.Duration(defaultRevocationCacheTTL)
+	}
+	if rv.bounds.maxTTL <= 0 {
+		rv.bounds = defaultTokenBounds // provisioned outside auth (tests)
 	}
 	rv.snap.Store(emptyRevocationSet)
 
@@ -410,7 +435,7 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 	timeout := min(time.Duration(rv.CacheTTL), time.Second)
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	list, err := readRedisRevocations(ctx, rv.client, rv.now())
+	list, err := readRedisRevocations(ctx, rv.client, rv.now(), rv.bounds)
 	if parent.Err() != nil {
 		return // unloading: not an outage
 	}
@@ -438,8 +463,9 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 var lastRedisLists sync.Map
 
 // readRedisRevocations reads the live entries of the index, then the
-// subject keys' times.
-func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) ([]revocationEntry, error) {
+// subject keys' times. An entry expires at its index score, set by the
+// writer; a jti's exp is shown as that minus this node's leeway.
+func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time, b tokenBounds) ([]revocationEntry, error) {
 	members, err := c.ZRangeByScoreWithScores(ctx, redisIndexKey, &redis.ZRangeBy{
 		Min: strconv.FormatInt(now.Unix(), 10), Max: "+inf",
 	}).Result()
@@ -447,17 +473,18 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) (
 		return nil, err
 	}
 	var list []revocationEntry
-	var subKeys []string
-	var subs []string
+	var subKeys, subs []string
+	var subExpires []int64
 	for _, m := range members {
 		name, _ := m.Member.(string)
 		switch {
 		case strings.HasPrefix(name, "jti:"):
-			list = append(list, revocationEntry{JTI: name[4:], Exp: int64(m.Score) - int64(revocationGrace/time.Second),
+			list = append(list, revocationEntry{JTI: name[4:], Exp: int64(m.Score) - ceilSeconds(int64(b.leeway)),
 				Source: "redis", expires: int64(m.Score)})
 		case strings.HasPrefix(name, "sub:"):
 			subs = append(subs, name[4:])
 			subKeys = append(subKeys, redisKeyPrefix+name)
+			subExpires = append(subExpires, int64(m.Score))
 		}
 	}
 	if len(subKeys) > 0 {
@@ -475,7 +502,7 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) (
 				continue
 			}
 			list = append(list, revocationEntry{Sub: subs[i], Before: &before, Source: "redis",
-				expires: before + int64(subjectRevocationLifetime/time.Second)})
+				expires: subExpires[i]})
 		}
 	}
 	return list, nil
@@ -484,18 +511,17 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) (
 // redisAddScript stores one revocation atomically: its own key (a subject
 // keeps the latest of its times), its index entry scored by expiry, and the
 // index's own expiry at its latest entry, so every key leaves by itself.
+// An entry's expiry only grows: nodes with a longer max_ttl may share it.
 //
 // KEYS[1] entry key, KEYS[2] index; ARGV[1] value, ARGV[2] expire-at (unix),
 // ARGV[3] index member, ARGV[4] "max" to keep the larger numeric value.
 var redisAddScript = redis.NewScript(`
 local value, expat = ARGV[1], tonumber(ARGV[2])
+local curexp = tonumber(redis.call("ZSCORE", KEYS[2], ARGV[3]))
+if curexp and curexp > expat then expat = curexp end
 if ARGV[4] == "max" then
 	local cur = tonumber(redis.call("GET", KEYS[1]) or "")
-	if cur and cur > tonumber(value) then
-		value = tostring(cur)
-		local curexp = redis.call("ZSCORE", KEYS[2], ARGV[3])
-		if curexp and tonumber(curexp) > expat then expat = tonumber(curexp) end
-	end
+	if cur and cur > tonumber(value) then value = tostring(cur) end
 end
 redis.call("SET", KEYS[1], value)
 redis.call("EXPIREAT", KEYS[1], expat)
@@ -592,8 +618,12 @@ func (m *memoryRevocations) add(e revocationEntry, now int64) {
 	key := "jti:" + e.JTI
 	if e.JTI == "" {
 		key = "sub:" + e.Sub
-		if old, ok := m.entries[key]; ok && *old.Before > *e.Before {
-			return // the stronger revocation stays
+	}
+	if old, ok := m.entries[key]; ok {
+		// The stronger revocation and the longer lifetime stay.
+		e.expires = max(e.expires, old.expires)
+		if e.JTI == "" && *old.Before > *e.Before {
+			e.Before = old.Before
 		}
 	}
 	m.entries[key] = e

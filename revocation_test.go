@@ -290,12 +290,12 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	b := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 
 	now := time.Now()
-	jti, err := revocationRequest{JTI: "fleet-jti", Exp: now.Add(5 * time.Minute).Unix()}.entry(now)
+	jti, err := revocationRequest{JTI: "fleet-jti", Exp: now.Add(5 * time.Minute).Unix()}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := now.Unix()
-	sub, err := revocationRequest{Sub: "fleet-client", Before: &before}.entry(now)
+	sub, err := revocationRequest{Sub: "fleet-client", Before: &before}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,12 +323,12 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	// A later, stronger subject revocation wins; an earlier one does not
 	// weaken it.
 	later := before + 100
-	e, _ := revocationRequest{Sub: "fleet-client", Before: &later}.entry(now)
+	e, _ := revocationRequest{Sub: "fleet-client", Before: &later}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
 	earlier := before - 100
-	e, _ = revocationRequest{Sub: "fleet-client", Before: &earlier}.entry(now)
+	e, _ = revocationRequest{Sub: "fleet-client", Before: &earlier}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
@@ -349,15 +349,15 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 
-	grace := int64(revocationGrace / time.Second)
-	life := int64(subjectRevocationLifetime / time.Second)
+	grace := ceilSeconds(int64(defaultTokenBounds.leeway))
+	life := ceilSeconds(int64(defaultTokenBounds.maxTTL + defaultTokenBounds.leeway))
 	// Entries whose tokens die within two seconds...
-	shortJTI, err := revocationRequest{JTI: "short-lived", Exp: now.Unix() + 2 - grace}.entry(now)
+	shortJTI, err := revocationRequest{JTI: "short-lived", Exp: now.Unix() + 2 - grace}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	shortBefore := now.Unix() + 2 - life
-	shortSub, err := revocationRequest{Sub: "short-client", Before: &shortBefore}.entry(now)
+	shortSub, err := revocationRequest{Sub: "short-client", Before: &shortBefore}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +385,7 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 
 	// ...and a long one, whose expiry must follow the token's exp.
 	exp := now.Add(5 * time.Minute).Unix()
-	long, _ := revocationRequest{JTI: "long-lived", Exp: exp}.entry(now)
+	long, _ := revocationRequest{JTI: "long-lived", Exp: exp}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(ctx, rv.client, long); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,7 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	env, logs := newRevocationEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 	now := time.Now()
-	e, _ := revocationRequest{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.entry(now)
+	e, _ := revocationRequest{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(context.Background(), rv.client, e); err != nil {
 		t.Fatal(err)
 	}
@@ -636,7 +636,7 @@ func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
 	}()
 	now := time.Now()
 	for i := range 50 {
-		e, err := revocationRequest{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.entry(now)
+		e, err := revocationRequest{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.entry(now, defaultTokenBounds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -648,4 +648,133 @@ func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
 	if !rv.revoked("race-jti-49", "", now) {
 		t.Fatal("last update not visible")
 	}
+}
+
+// lifetimeAuth provisions an Auth trusting the es256 test key with the given
+// max_ttl and leeway, with rv as its revocation list and a clock the test
+// moves.
+func lifetimeAuth(t *testing.T, ti *testIssuer, clock *time.Time, maxTTL, leeway time.Duration, rv *Revocation) *Auth {
+	t.Helper()
+	l := caddy.Duration(leeway)
+	a := &Auth{
+		JWT: &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}},
+			MaxTTL: caddy.Duration(maxTTL), Leeway: &l},
+		Revocation: rv,
+	}
+	if err := a.provision(authTestEnv(t, func() time.Time { return *clock }, nil)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cleanup() })
+	return a
+}
+
+// tokenStatus is the auth decision's status for a bearer token (0: accepted).
+func tokenStatus(a *Auth, token string) int {
+	ex := newAuthExchange("/x")
+	ex.r.Header.Set("Authorization", "Bearer "+token)
+	return a.decide(ex).Status
+}
+
+// A revocation outlives every token it covers: max_ttl + leeway for a
+// subject, exp + leeway for a jti, whatever max_ttl and leeway are.
+func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
+	const maxTTL, leeway = 48 * time.Hour, 10 * time.Minute
+	ti := newTestIssuer(t)
+	t0 := time.Now().Truncate(time.Second)
+	subToken := func(sub string) string {
+		return ti.sign("es256", testClaims(t0, map[string]any{"sub": sub, "exp": t0.Add(maxTTL).Unix(),
+			"jti": "jti-" + sub}), nil)
+	}
+	// Expired 6 minutes ago, still accepted within the 10-minute leeway.
+	lateExp := t0.Add(-6 * time.Minute)
+	lateToken := func(jti string) string {
+		return ti.sign("es256", testClaims(lateExp.Add(-time.Minute), map[string]any{"sub": "late-" + jti,
+			"exp": lateExp.Unix(), "jti": jti}), nil)
+	}
+
+	t.Run("file", func(t *testing.T) {
+		clock := t0
+		file := filepath.Join(t.TempDir(), "revoked.txt")
+		writeFile(t, file, fmt.Sprintf("sub:file-client %d\nfile-late-jti\n", t0.Unix()+1))
+		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{File: file})
+		tok, late := subToken("file-client"), lateToken("file-late-jti")
+		clock = t0.Add(25 * time.Hour)
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, tok); s != http.StatusUnauthorized {
+			t.Errorf("25h after a file subject revocation, a 48h token gets %d, want 401", s)
+		}
+		clock = t0.Add(3 * time.Minute)
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, late); s != http.StatusUnauthorized {
+			t.Errorf("a jti revoked in the file, its token inside leeway, gets %d, want 401", s)
+		}
+	})
+
+	t.Run("admin API", func(t *testing.T) {
+		addr := startInProcessAdmin(t)
+		clock := t0
+		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{})
+		tok, late := subToken("admin-client"), lateToken("admin-late-jti")
+		if s := tokenStatus(a, tok); s != 0 {
+			t.Fatalf("token refused before any revocation: %d", s)
+		}
+		if status, body := adminDo(t, addr, http.MethodPost, `{"sub": "admin-client"}`); status != http.StatusOK {
+			t.Fatalf("POST sub: %d %s", status, body)
+		}
+		if status, body := adminDo(t, addr, http.MethodPost,
+			fmt.Sprintf(`{"jti": "admin-late-jti", "exp": %d}`, lateExp.Unix())); status != http.StatusOK {
+			t.Fatalf("POST jti of a token still accepted within leeway: %d %s", status, body)
+		}
+		clock = t0.Add(3 * time.Minute) // exp + 9m: still inside leeway
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, late); s != http.StatusUnauthorized {
+			t.Errorf("jti revoked through the admin API, token inside leeway: %d, want 401", s)
+		}
+		clock = t0.Add(25 * time.Hour)
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, tok); s != http.StatusUnauthorized {
+			t.Errorf("25h after an admin subject revocation, a 48h token gets %d, want 401", s)
+		}
+	})
+
+	t.Run("redis", func(t *testing.T) {
+		r := startRedis(t)
+		addr := startInProcessAdmin(t)
+		clock := t0
+		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(time.Hour)})
+		tok, late := subToken("redis-client"), lateToken("redis-late-jti")
+		if status, body := adminDo(t, addr, http.MethodPost, `{"sub": "redis-client"}`); status != http.StatusOK {
+			t.Fatalf("POST sub: %d %s", status, body)
+		}
+		if status, body := adminDo(t, addr, http.MethodPost,
+			fmt.Sprintf(`{"jti": "redis-late-jti", "exp": %d}`, lateExp.Unix())); status != http.StatusOK {
+			t.Fatalf("POST jti of a token still accepted within leeway: %d %s", status, body)
+		}
+		c := redisClient(t, r)
+		ctx := context.Background()
+		now := time.Now()
+		for key, want := range map[string]time.Duration{
+			"sechard:revoked:sub:redis-client":   maxTTL + leeway,
+			"sechard:revoked:jti:redis-late-jti": lateExp.Add(leeway).Sub(now),
+			"sechard:revoked:index":              maxTTL + leeway,
+		} {
+			ttl, err := c.PTTL(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl < want-2*time.Second {
+				t.Errorf("key %s has TTL %v, want at least %v", key, ttl, want)
+			}
+		}
+		clock = t0.Add(3 * time.Minute)
+		a.Revocation.refreshNow(ctx)
+		if s := tokenStatus(a, late); s != http.StatusUnauthorized {
+			t.Errorf("jti revoked in Redis, token inside leeway: %d, want 401", s)
+		}
+		clock = t0.Add(25 * time.Hour)
+		a.Revocation.refreshNow(ctx)
+		if s := tokenStatus(a, tok); s != http.StatusUnauthorized {
+			t.Errorf("25h after a Redis subject revocation, a 48h token gets %d, want 401", s)
+		}
+	})
 }
