@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -33,8 +35,9 @@ import (
 type Revocation struct {
 	// A file of revocations, one per line: a token's `jti`; `sub:<subject>`
 	// to revoke every token of that subject; or `sub:<subject> <unix seconds>`
-	// to revoke that subject's tokens issued before that time. A `#` at the
-	// start of a line or after a space starts a comment. The file is re-read
+	// to revoke that subject's tokens issued before that time. Subjects may
+	// hold spaces: the last field is the time when it is all digits. A `#`
+	// at the start of a line or after whitespace starts a comment. The file is re-read
 	// when its modification time or size changes; if it vanishes or cannot be
 	// read, the last good list keeps applying.
 	File string `json:"file,omitempty"`
@@ -372,15 +375,15 @@ func parseRevocationFile(f io.Reader) ([]revocationEntry, []badLine, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	for n := 1; sc.Scan(); n++ {
-		line := sc.Bytes()
+		line := sc.Text()
 		if i := commentStart(line); i >= 0 {
 			line = line[:i]
 		}
-		fields := strings.Fields(string(line))
-		if len(fields) == 0 {
+		line = strings.TrimSpace(line)
+		if line == "" {
 			continue
 		}
-		e, problem := parseRevocationLine(fields)
+		e, problem := parseRevocationLine(line)
 		if problem != "" {
 			bad = append(bad, badLine{n, problem})
 			continue
@@ -392,38 +395,50 @@ func parseRevocationFile(f io.Reader) ([]revocationEntry, []badLine, error) {
 }
 
 // commentStart returns where a comment begins: a '#' at the start of the
-// line or after whitespace; -1 if none.
-func commentStart(line []byte) int {
+// line or after whitespace; -1 if none. Whitespace is what TrimSpace trims,
+// so a '#' that starts a trimmed entry is always a comment.
+func commentStart(line string) int {
 	for i, c := range line {
-		if c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
-			return i
+		if c == '#' {
+			if prev, _ := utf8.DecodeLastRuneInString(line[:i]); i == 0 || unicode.IsSpace(prev) {
+				return i
+			}
 		}
 	}
 	return -1
 }
 
-func parseRevocationLine(fields []string) (revocationEntry, string) {
-	sub, isSub := strings.CutPrefix(fields[0], "sub:")
+// parseRevocationLine parses a trimmed line without its comment. Subjects
+// may hold spaces (mTLS `cn:` names do): the last field is the time only
+// when it is all digits, and only after a subject.
+func parseRevocationLine(line string) (revocationEntry, string) {
+	sub, isSub := strings.CutPrefix(line, "sub:")
 	if !isSub {
-		if len(fields) != 1 {
+		if strings.ContainsFunc(line, unicode.IsSpace) {
 			return revocationEntry{}, "want one jti per line, or sub:<subject> [<unix seconds>]"
 		}
-		return revocationEntry{JTI: fields[0]}, ""
+		return revocationEntry{JTI: line}, ""
 	}
 	if sub == "" {
 		return revocationEntry{}, "empty subject after sub:"
 	}
-	switch len(fields) {
-	case 1:
-		return revocationEntry{Sub: sub}, ""
-	case 2:
-		before, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil || before <= 0 {
-			return revocationEntry{}, "the time after the subject must be unix seconds"
-		}
-		return revocationEntry{Sub: sub, Before: &before}, ""
+	if first, _ := utf8.DecodeRuneInString(sub); unicode.IsSpace(first) {
+		return revocationEntry{}, "the subject must follow sub: without a space"
 	}
-	return revocationEntry{}, "too many fields after sub:<subject>"
+	i := strings.LastIndexFunc(sub, unicode.IsSpace)
+	if i < 0 {
+		return revocationEntry{Sub: sub}, ""
+	}
+	_, size := utf8.DecodeRuneInString(sub[i:])
+	last := sub[i+size:]
+	if strings.ContainsFunc(last, func(r rune) bool { return r < '0' || r > '9' }) {
+		return revocationEntry{Sub: sub}, ""
+	}
+	before, err := strconv.ParseInt(last, 10, 64)
+	if err != nil || before <= 0 {
+		return revocationEntry{}, "the time after the subject must be unix seconds"
+	}
+	return revocationEntry{Sub: strings.TrimRightFunc(sub[:i], unicode.IsSpace), Before: &before}, ""
 }
 
 // pollRedis reads the fleet's revocations from Redis. When Redis is
