@@ -53,6 +53,12 @@ type Revocation struct {
 	// (`sechard:revoked:index`) that also expires.
 	Redis string `json:"redis,omitempty"`
 
+	// Names a secret (resolved like every sechard secret, and required)
+	// whose value is the Redis password. It overrides any password in the
+	// Redis URL, which would be visible in the JSON config and the admin
+	// API.
+	RedisPasswordSecret string `json:"redis_password_secret,omitempty"`
+
 	// How stale a local answer may be: Redis is read every cache_ttl and
 	// requests are answered from the local copy. If Redis is unreachable the
 	// last known list keeps applying. Default: 5s.
@@ -151,10 +157,11 @@ func (rv *Revocation) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			rv.File = d.Val()
 		case "redis":
-			if !d.NextArg() {
-				return d.ArgErr()
+			url, secret, err := parseRedisArgs(d, "redis", d.RemainingArgs())
+			if err != nil {
+				return err
 			}
-			rv.Redis = d.Val()
+			rv.Redis, rv.RedisPasswordSecret = url, secret
 		case "refresh", "cache_ttl":
 			name := d.Val()
 			if !d.NextArg() {
@@ -177,6 +184,14 @@ func (rv *Revocation) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// requiredSecrets names the secrets the revocation config needs.
+func (rv *Revocation) requiredSecrets() []string {
+	if rv == nil || rv.RedisPasswordSecret == "" {
+		return nil
+	}
+	return []string{rv.RedisPasswordSecret}
 }
 
 func (rv *Revocation) provision(env *provisionEnv) error {
@@ -215,6 +230,9 @@ func (rv *Revocation) provision(env *provisionEnv) error {
 		opts, err := redisOptions(rv.Redis, 250*time.Millisecond)
 		if err != nil {
 			return fmt.Errorf("revocation %w", err)
+		}
+		if err := setRedisPassword(opts, rv.RedisPasswordSecret, env.secrets); err != nil {
+			return err
 		}
 		opts.PoolSize = 2
 		opts.MinIdleConns = 0

@@ -929,3 +929,107 @@ func sameRevocationEntry(a, b revocationEntry) bool {
 	}
 	return a.Before == nil || *a.Before == *b.Before
 }
+
+// The revocation Redis password comes from a secret, named in the config
+// like the rate-limit store's, and required when the config loads.
+func TestRevocationRedisPasswordSecret(t *testing.T) {
+	const pw = "s3cret-revocation-pw"
+	t.Run("caddyfile", func(t *testing.T) {
+		d := caddyfile.NewTestDispenser("revocation {\n redis redis://127.0.0.1:6379/0 password_secret REV_REDIS_PW\n}")
+		d.Next()
+		var rv Revocation
+		if err := rv.unmarshalCaddyfile(d); err != nil {
+			t.Fatal(err)
+		}
+		if rv.Redis != "redis://127.0.0.1:6379/0" || rv.RedisPasswordSecret != "REV_REDIS_PW" {
+			t.Fatalf("redis %q, password_secret %q", rv.Redis, rv.RedisPasswordSecret)
+		}
+		for _, line := range []string{
+			"redis redis://127.0.0.1/0 password_secret",
+			"redis redis://127.0.0.1/0 password REV_REDIS_PW",
+			"redis redis://127.0.0.1/0 password_secret A B",
+			"redis redis://127.0.0.1/0 password_secret 1BAD",
+		} {
+			d := caddyfile.NewTestDispenser("revocation {\n " + line + "\n}")
+			d.Next()
+			if err := new(Revocation).unmarshalCaddyfile(d); err == nil || !strings.Contains(err.Error(), "Testfile:") {
+				t.Errorf("%q: error %v, want one naming the line", line, err)
+			}
+		}
+		out, err := adaptCaddyfile(t, `:8080 {
+	sechard {
+		auth {
+			jwt {
+				public_key /k.pem
+			}
+			revocation {
+				redis redis://127.0.0.1:6379/0 password_secret REV_REDIS_PW
+			}
+		}
+	}
+}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), `"revocation":{"redis":"redis://127.0.0.1:6379/0","redis_password_secret":"REV_REDIS_PW"}`) {
+			t.Fatalf("adapted JSON lacks the secret's name:\n%s", out)
+		}
+	})
+
+	handler := func(redisURL, secret string, apiKey string) *Handler {
+		ti := newTestIssuer(t)
+		a := &Auth{JWT: &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}},
+			Revocation: &Revocation{Redis: redisURL, RedisPasswordSecret: secret, CacheTTL: caddy.Duration(time.Hour)}}
+		if apiKey != "" {
+			a.APIKeys = []APIKey{{Secret: apiKey}}
+		}
+		return &Handler{Secrets: &Secrets{Dirs: []string{t.TempDir()}}, Auth: a}
+	}
+	for _, n := range []string{"SECHARD_T_REV_PW", "SECHARD_T_REV_KEY"} {
+		t.Setenv(n, "")
+		t.Setenv(n+"_FILE", "")
+	}
+
+	t.Run("missing secret fails the load with every missing name", func(t *testing.T) {
+		ctx, cancel := newTestContext()
+		defer cancel()
+		h := handler("redis://127.0.0.1:1/0", "SECHARD_T_REV_PW", "SECHARD_T_REV_KEY")
+		err := h.Provision(ctx)
+		if err == nil {
+			h.Cleanup()
+		}
+		// Named with the API key's: required up front, like every secret.
+		if want := "missing required secret: SECHARD_T_REV_KEY, SECHARD_T_REV_PW"; err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+	})
+
+	t.Run("redis with requirepass", func(t *testing.T) {
+		addr := startRedisWithPassword(t, pw)
+		t.Setenv("SECHARD_T_REV_PW", pw)
+		ctx, cancel := newTestContext()
+		defer cancel()
+		h := handler("redis://"+addr+"/0", "SECHARD_T_REV_PW", "")
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer h.Cleanup()
+		rv := h.Auth.Revocation
+		now := time.Now()
+		e, err := revocationRequest{JTI: "pw-jti", Exp: now.Add(time.Minute).Unix()}.entry(now, defaultTokenBounds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := addRedisRevocation(ctx, rv.client, e); err != nil {
+			t.Fatalf("writing through the secret's password: %v", err)
+		}
+		rv.refreshNow(ctx)
+		if !rv.revoked("pw-jti", "", now) || rv.redisDown {
+			t.Fatal("revocation not read back through the secret's password")
+		}
+		cfg, _ := json.Marshal(h)
+		if strings.Contains(string(cfg), pw) {
+			t.Fatalf("password in the JSON config: %s", cfg)
+		}
+	})
+}
