@@ -1033,3 +1033,56 @@ func TestRevocationRedisPasswordSecret(t *testing.T) {
 		}
 	})
 }
+
+func TestRevocationEndToEndSubjectWithSpaces(t *testing.T) {
+	priv, pub, _ := keygen(t, "ES256")
+	file := filepath.Join(t.TempDir(), "revoked.txt")
+	writeFile(t, file, "# revoked subjects\n")
+	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
+	requireAuthWithRevocation(t, site)
+	s := startCaddy(t, site)
+
+	spaced, _ := mintToken(t, priv, "Service BI")
+	prefix, _ := mintToken(t, priv, "Service")
+	requireStatus(t, s, spaced, http.StatusOK)
+	writeFile(t, file, fmt.Sprintf("sub:Service BI %d  # leaked\n", time.Now().Unix()+60))
+	waitUntil(t, 2*time.Second, "subject with a space revoked", func() bool {
+		return s.Get("/data", "Authorization", "Bearer "+spaced).StatusCode == http.StatusUnauthorized
+	})
+	requireStatus(t, s, prefix, http.StatusOK)
+}
+
+func TestRevocationEndToEndRedisPasswordSecret(t *testing.T) {
+	const pw = "s3cret-revocation-e2e"
+	addr := startRedisWithPassword(t, pw)
+	t.Setenv("SECHARD_T_REV_E2E_PW", "")
+	t.Setenv("SECHARD_T_REV_E2E_PW_FILE", "")
+	priv, pub, _ := keygen(t, "ES256")
+	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tredis redis://%s/0 password_secret SECHARD_T_REV_E2E_PW\n\t\t\t\tcache_ttl 300ms", addr))
+	requireAuthWithRevocation(t, site)
+
+	failed := startCaddy(t, site, caddyOptions{ExpectFail: true})
+	if !strings.Contains(failed.Logs(), "missing required secret: SECHARD_T_REV_E2E_PW") {
+		t.Fatalf("load without the secret: logs\n%s", failed.Logs())
+	}
+
+	s := startCaddy(t, site, caddyOptions{Env: []string{"SECHARD_T_REV_E2E_PW=" + pw}})
+	tok, _ := mintToken(t, priv, "service-bi")
+	requireStatus(t, s, tok, http.StatusOK)
+	if out, err := runCaddy(t, nil, "sechard", "revoke", "--address", s.AdminAddr, "--token", tok); err != nil {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	requireStatus(t, s, tok, http.StatusUnauthorized)
+	resp := s.Get("/data") // any request; then the config and logs
+	resp.Body.Close()
+	cfg, err := http.Get("http://" + s.AdminAddr + "/config/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(cfg); strings.Contains(body, pw) || !strings.Contains(body, `"redis_password_secret":"SECHARD_T_REV_E2E_PW"`) {
+		t.Fatalf("admin config: %s", body)
+	}
+	if strings.Contains(s.Logs(), pw) {
+		t.Fatal("password in Caddy's logs")
+	}
+}
