@@ -37,9 +37,9 @@ type Revocation struct {
 	// to revoke every token of that subject; or `sub:<subject> <unix seconds>`
 	// to revoke that subject's tokens issued before that time. Subjects may
 	// hold spaces: the last field is the time when it is all digits. A `#`
-	// at the start of a line or after whitespace starts a comment. The file is re-read
-	// when its modification time or size changes; if it vanishes or cannot be
-	// read, the last good list keeps applying.
+	// at the start of a line or after whitespace starts a comment. The file
+	// is re-read when its modification time or size changes; if it vanishes
+	// or cannot be read, the last good list keeps applying.
 	File string `json:"file,omitempty"`
 
 	// How often the file is checked for changes. Default: 10s.
