@@ -45,8 +45,8 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 
 // revocationRequest is the body of POST /sechard/revocations.
 type revocationRequest struct {
-	// JTI revokes one token; Exp is its exp claim (unix seconds), after
-	// which the revocation is forgotten.
+	// JTI revokes one token; Exp is its exp claim (unix seconds): the
+	// revocation is forgotten once leeway has passed after it.
 	JTI string `json:"jti,omitempty"`
 	Exp int64  `json:"exp,omitempty"`
 	// Sub revokes a subject's tokens issued before Before (unix seconds;
@@ -108,16 +108,21 @@ func (a *adminAPI) addRevocation(w http.ResponseWriter, r *http.Request) error {
 	if err := dec.Decode(&req); err != nil {
 		return badRevocation("decoding request: %v", err)
 	}
-	now := time.Now()
-	e, err := req.entry(now)
-	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
-	}
-
 	active := activeRevocations()
 	if len(active) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusConflict,
 			Err: errors.New("no revocation list is configured in the running config (auth > revocation)")}
+	}
+	// One entry for every list: it must outlive the longest-lived tokens
+	// any of them accepts.
+	var bounds tokenBounds
+	for _, rv := range active {
+		bounds = bounds.widen(rv.bounds)
+	}
+	now := time.Now()
+	e, err := req.entry(now, bounds)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
 
 	// Write once to each distinct Redis, and to memory if any active list
@@ -160,8 +165,9 @@ func (a *adminAPI) addRevocation(w http.ResponseWriter, r *http.Request) error {
 	}{e, stored})
 }
 
-// entry validates the request and turns it into an entry with its expiry.
-func (req revocationRequest) entry(now time.Time) (revocationEntry, error) {
+// entry validates the request and turns it into an entry that expires once
+// no token it covers can be accepted within b.
+func (req revocationRequest) entry(now time.Time, b tokenBounds) (revocationEntry, error) {
 	switch {
 	case req.JTI != "" && req.Sub != "":
 		return revocationEntry{}, errors.New("give either jti (with exp) or sub (with before), not both")
@@ -175,7 +181,7 @@ func (req revocationRequest) entry(now time.Time) (revocationEntry, error) {
 		if req.Exp <= 0 {
 			return revocationEntry{}, errors.New("exp (the token's exp claim, unix seconds) is required with jti, so the revocation can expire with the token")
 		}
-		expires := req.Exp + int64(revocationGrace/time.Second)
+		expires := b.jtiExpiry(req.Exp)
 		if expires < now.Unix() {
 			return revocationEntry{}, fmt.Errorf("exp %d is long past: the token has already expired", req.Exp)
 		}
@@ -196,7 +202,7 @@ func (req revocationRequest) entry(now time.Time) (revocationEntry, error) {
 		if before <= 0 {
 			return revocationEntry{}, errors.New("before must be unix seconds")
 		}
-		expires := before + int64(subjectRevocationLifetime/time.Second)
+		expires := b.subExpiry(before)
 		if expires < now.Unix() {
 			return revocationEntry{}, fmt.Errorf("before %d is long past: every token issued before it has expired", before)
 		}

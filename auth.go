@@ -359,6 +359,7 @@ func (a *Auth) provision(env *provisionEnv) error {
 		}
 	}
 
+	a.Revocation.setTokenBounds(a.jwt)
 	if err := a.Revocation.provision(env); err != nil {
 		return fmt.Errorf("revocation: %w", err)
 	}

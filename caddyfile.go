@@ -89,7 +89,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			revocation {
 //				file      <path>
 //				refresh   <duration>
-//				redis     <url>
+//				redis     <url> [password_secret <NAME>]
 //				cache_ttl <duration>
 //			}
 //		}

@@ -94,7 +94,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now, metrics: h.metrics}
 
-	env.secrets, err = h.Secrets.resolve(env, append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...))
+	required := append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...)
+	if h.Auth != nil {
+		required = append(required, h.Auth.Revocation.requiredSecrets()...)
+	}
+	env.secrets, err = h.Secrets.resolve(env, required)
 	if err != nil {
 		return err
 	}

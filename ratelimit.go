@@ -214,13 +214,11 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.ArgErr()
 				}
 			case storeRedis:
-				if len(args) != 2 && !(len(args) == 4 && args[2] == "password_secret") {
-					return d.Errf("usage: store redis <url> [password_secret <NAME>]")
+				url, secret, err := parseRedisArgs(d, "store redis", args[1:])
+				if err != nil {
+					return err
 				}
-				c.RedisURL = args[1]
-				if len(args) == 4 {
-					c.RedisPasswordSecret = args[3]
-				}
+				c.RedisURL, c.RedisPasswordSecret = url, secret
 			default:
 				return d.Errf("unknown rate_limit store %q (want memory or redis)", args[0])
 			}

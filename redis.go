@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -39,4 +40,34 @@ func redactURL(raw string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// parseRedisArgs parses `<url> [password_secret <NAME>]`, the arguments of
+// every Redis line (`rate_limit { store redis … }`, `revocation { redis … }`);
+// usage names the line in the error.
+func parseRedisArgs(d *caddyfile.Dispenser, usage string, args []string) (url, secret string, err error) {
+	if len(args) != 1 && !(len(args) == 3 && args[1] == "password_secret") {
+		return "", "", d.Errf("usage: %s <url> [password_secret <NAME>]", usage)
+	}
+	if len(args) == 3 {
+		secret = args[2]
+		if !validSecretName(secret) {
+			return "", "", d.Errf("invalid secret name %q: %s", secret, secretNameRule)
+		}
+	}
+	return args[0], secret, nil
+}
+
+// setRedisPassword takes the password from the named secret (none: keep the
+// URL's), so it never sits in the JSON config.
+func setRedisPassword(opts *redis.Options, name string, secrets secretValues) error {
+	if name == "" {
+		return nil
+	}
+	sec, ok := secrets[name]
+	if !ok {
+		return fmt.Errorf("missing required secret: %s", name)
+	}
+	opts.Password = sec.Value()
+	return nil
 }

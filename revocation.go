@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -33,10 +35,11 @@ import (
 type Revocation struct {
 	// A file of revocations, one per line: a token's `jti`; `sub:<subject>`
 	// to revoke every token of that subject; or `sub:<subject> <unix seconds>`
-	// to revoke that subject's tokens issued before that time. A `#` at the
-	// start of a line or after a space starts a comment. The file is re-read
-	// when its modification time or size changes; if it vanishes or cannot be
-	// read, the last good list keeps applying.
+	// to revoke that subject's tokens issued before that time. Subjects may
+	// hold spaces: the last field is the time when it is all digits. A `#`
+	// at the start of a line or after whitespace starts a comment. The file
+	// is re-read when its modification time or size changes; if it vanishes
+	// or cannot be read, the last good list keeps applying.
 	File string `json:"file,omitempty"`
 
 	// How often the file is checked for changes. Default: 10s.
@@ -50,6 +53,12 @@ type Revocation struct {
 	// (`sechard:revoked:index`) that also expires.
 	Redis string `json:"redis,omitempty"`
 
+	// Names a secret (resolved like every sechard secret, and required)
+	// whose value is the Redis password. It overrides any password in the
+	// Redis URL, which would be visible in the JSON config and the admin
+	// API.
+	RedisPasswordSecret string `json:"redis_password_secret,omitempty"`
+
 	// How stale a local answer may be: Redis is read every cache_ttl and
 	// requests are answered from the local copy. If Redis is unreachable the
 	// last known list keeps applying. Default: 5s.
@@ -57,6 +66,7 @@ type Revocation struct {
 
 	logger *zap.Logger
 	now    func() time.Time
+	bounds tokenBounds // set by auth from its jwt block; defaults otherwise
 	cancel context.CancelFunc
 	done   chan struct{}
 	client *redis.Client
@@ -81,20 +91,41 @@ const (
 	defaultRevocationRefresh  = 10 * time.Second
 	defaultRevocationCacheTTL = 5 * time.Second
 
-	// revocationGrace keeps a revocation after the token's exp, so a token
-	// still accepted within the auth stage's clock-skew leeway (30s by
-	// default) stays revoked.
-	revocationGrace = 5 * time.Minute
-
-	// subjectRevocationLifetime is how long a subject revocation stored in
-	// Redis or in memory outlives its `before` time: every token issued
-	// before then has expired by then, as long as tokens live at most this
-	// long (auth's max_ttl defaults to 5m).
-	subjectRevocationLifetime = 24 * time.Hour
-
 	redisKeyPrefix = "sechard:revoked:"
 	redisIndexKey  = redisKeyPrefix + "index"
 )
+
+// tokenBounds say how long a token can be accepted: until iat + maxTTL +
+// leeway at most, and leeway past its exp. A revocation must last as long.
+type tokenBounds struct{ maxTTL, leeway time.Duration }
+
+var defaultTokenBounds = tokenBounds{defaultMaxTTL, defaultLeeway}
+
+// jtiExpiry is when a jti revocation may be forgotten (unix seconds).
+func (b tokenBounds) jtiExpiry(exp int64) int64 { return exp + ceilSeconds(int64(b.leeway)) }
+
+// subExpiry is when a subject revocation may be forgotten: every token it
+// covers was issued before `before`, so none is accepted after this.
+func (b tokenBounds) subExpiry(before int64) int64 {
+	return before + ceilSeconds(int64(b.maxTTL+b.leeway))
+}
+
+// widen returns bounds covering the tokens of both b and o.
+func (b tokenBounds) widen(o tokenBounds) tokenBounds {
+	return tokenBounds{max(b.maxTTL, o.maxTTL), max(b.leeway, o.leeway)}
+}
+
+// setTokenBounds sizes the revocations' lifetimes to the tokens auth
+// accepts (v is nil without a jwt block).
+func (rv *Revocation) setTokenBounds(v *verifier) {
+	if rv == nil {
+		return
+	}
+	rv.bounds = defaultTokenBounds
+	if v != nil {
+		rv.bounds = tokenBounds{v.maxTTL, v.leeway}
+	}
+}
 
 // revocationEntry is one revocation: a jti, or a subject with a time before
 // which its tokens are revoked (Before == nil: all its tokens).
@@ -126,10 +157,11 @@ func (rv *Revocation) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			rv.File = d.Val()
 		case "redis":
-			if !d.NextArg() {
-				return d.ArgErr()
+			url, secret, err := parseRedisArgs(d, "redis", d.RemainingArgs())
+			if err != nil {
+				return err
 			}
-			rv.Redis = d.Val()
+			rv.Redis, rv.RedisPasswordSecret = url, secret
 		case "refresh", "cache_ttl":
 			name := d.Val()
 			if !d.NextArg() {
@@ -154,6 +186,14 @@ func (rv *Revocation) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// requiredSecrets names the secrets the revocation config needs.
+func (rv *Revocation) requiredSecrets() []string {
+	if rv == nil || rv.RedisPasswordSecret == "" {
+		return nil
+	}
+	return []string{rv.RedisPasswordSecret}
+}
+
 func (rv *Revocation) provision(env *provisionEnv) error {
 	if rv == nil {
 		return nil
@@ -172,6 +212,9 @@ func (rv *Revocation) provision(env *provisionEnv) error {
 	if rv.CacheTTL == 0 {
 		rv.CacheTTL = caddy.Duration(defaultRevocationCacheTTL)
 	}
+	if rv.bounds.maxTTL <= 0 {
+		rv.bounds = defaultTokenBounds // provisioned outside auth (tests)
+	}
 	rv.snap.Store(emptyRevocationSet)
 
 	if rv.File != "" {
@@ -187,6 +230,9 @@ func (rv *Revocation) provision(env *provisionEnv) error {
 		opts, err := redisOptions(rv.Redis, 250*time.Millisecond)
 		if err != nil {
 			return fmt.Errorf("revocation %w", err)
+		}
+		if err := setRedisPassword(opts, rv.RedisPasswordSecret, env.secrets); err != nil {
+			return err
 		}
 		opts.PoolSize = 2
 		opts.MinIdleConns = 0
@@ -347,15 +393,15 @@ func parseRevocationFile(f io.Reader) ([]revocationEntry, []badLine, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	for n := 1; sc.Scan(); n++ {
-		line := sc.Bytes()
+		line := sc.Text()
 		if i := commentStart(line); i >= 0 {
 			line = line[:i]
 		}
-		fields := strings.Fields(string(line))
-		if len(fields) == 0 {
+		line = strings.TrimSpace(line)
+		if line == "" {
 			continue
 		}
-		e, problem := parseRevocationLine(fields)
+		e, problem := parseRevocationLine(line)
 		if problem != "" {
 			bad = append(bad, badLine{n, problem})
 			continue
@@ -367,38 +413,50 @@ func parseRevocationFile(f io.Reader) ([]revocationEntry, []badLine, error) {
 }
 
 // commentStart returns where a comment begins: a '#' at the start of the
-// line or after whitespace; -1 if none.
-func commentStart(line []byte) int {
+// line or after whitespace; -1 if none. Whitespace is what TrimSpace trims,
+// so a '#' that starts a trimmed entry is always a comment.
+func commentStart(line string) int {
 	for i, c := range line {
-		if c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
-			return i
+		if c == '#' {
+			if prev, _ := utf8.DecodeLastRuneInString(line[:i]); i == 0 || unicode.IsSpace(prev) {
+				return i
+			}
 		}
 	}
 	return -1
 }
 
-func parseRevocationLine(fields []string) (revocationEntry, string) {
-	sub, isSub := strings.CutPrefix(fields[0], "sub:")
+// parseRevocationLine parses a trimmed line without its comment. Subjects
+// may hold spaces (mTLS `cn:` names do): the last field is the time only
+// when it is all digits, and only after a subject.
+func parseRevocationLine(line string) (revocationEntry, string) {
+	sub, isSub := strings.CutPrefix(line, "sub:")
 	if !isSub {
-		if len(fields) != 1 {
+		if strings.ContainsFunc(line, unicode.IsSpace) {
 			return revocationEntry{}, "want one jti per line, or sub:<subject> [<unix seconds>]"
 		}
-		return revocationEntry{JTI: fields[0]}, ""
+		return revocationEntry{JTI: line}, ""
 	}
 	if sub == "" {
 		return revocationEntry{}, "empty subject after sub:"
 	}
-	switch len(fields) {
-	case 1:
-		return revocationEntry{Sub: sub}, ""
-	case 2:
-		before, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil || before <= 0 {
-			return revocationEntry{}, "the time after the subject must be unix seconds"
-		}
-		return revocationEntry{Sub: sub, Before: &before}, ""
+	if first, _ := utf8.DecodeRuneInString(sub); unicode.IsSpace(first) {
+		return revocationEntry{}, "the subject must follow sub: without a space"
 	}
-	return revocationEntry{}, "too many fields after sub:<subject>"
+	i := strings.LastIndexFunc(sub, unicode.IsSpace)
+	if i < 0 {
+		return revocationEntry{Sub: sub}, ""
+	}
+	_, size := utf8.DecodeRuneInString(sub[i:])
+	last := sub[i+size:]
+	if strings.ContainsFunc(last, func(r rune) bool { return r < '0' || r > '9' }) {
+		return revocationEntry{Sub: sub}, ""
+	}
+	before, err := strconv.ParseInt(last, 10, 64)
+	if err != nil || before <= 0 {
+		return revocationEntry{}, "the time after the subject must be unix seconds"
+	}
+	return revocationEntry{Sub: strings.TrimRightFunc(sub[:i], unicode.IsSpace), Before: &before}, ""
 }
 
 // pollRedis reads the fleet's revocations from Redis. When Redis is
@@ -410,7 +468,7 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 	timeout := min(time.Duration(rv.CacheTTL), time.Second)
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	list, err := readRedisRevocations(ctx, rv.client, rv.now())
+	list, err := readRedisRevocations(ctx, rv.client, rv.now(), rv.bounds)
 	if parent.Err() != nil {
 		return // unloading: not an outage
 	}
@@ -438,8 +496,9 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 var lastRedisLists sync.Map
 
 // readRedisRevocations reads the live entries of the index, then the
-// subject keys' times.
-func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) ([]revocationEntry, error) {
+// subject keys' times. An entry expires at its index score, set by the
+// writer; a jti's exp is shown as that minus this node's leeway.
+func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time, b tokenBounds) ([]revocationEntry, error) {
 	members, err := c.ZRangeByScoreWithScores(ctx, redisIndexKey, &redis.ZRangeBy{
 		Min: strconv.FormatInt(now.Unix(), 10), Max: "+inf",
 	}).Result()
@@ -447,17 +506,18 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) (
 		return nil, err
 	}
 	var list []revocationEntry
-	var subKeys []string
-	var subs []string
+	var subKeys, subs []string
+	var subExpires []int64
 	for _, m := range members {
 		name, _ := m.Member.(string)
 		switch {
 		case strings.HasPrefix(name, "jti:"):
-			list = append(list, revocationEntry{JTI: name[4:], Exp: int64(m.Score) - int64(revocationGrace/time.Second),
+			list = append(list, revocationEntry{JTI: name[4:], Exp: int64(m.Score) - ceilSeconds(int64(b.leeway)),
 				Source: "redis", expires: int64(m.Score)})
 		case strings.HasPrefix(name, "sub:"):
 			subs = append(subs, name[4:])
 			subKeys = append(subKeys, redisKeyPrefix+name)
+			subExpires = append(subExpires, int64(m.Score))
 		}
 	}
 	if len(subKeys) > 0 {
@@ -475,7 +535,7 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) (
 				continue
 			}
 			list = append(list, revocationEntry{Sub: subs[i], Before: &before, Source: "redis",
-				expires: before + int64(subjectRevocationLifetime/time.Second)})
+				expires: subExpires[i]})
 		}
 	}
 	return list, nil
@@ -484,18 +544,17 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time) (
 // redisAddScript stores one revocation atomically: its own key (a subject
 // keeps the latest of its times), its index entry scored by expiry, and the
 // index's own expiry at its latest entry, so every key leaves by itself.
+// An entry's expiry only grows: nodes with a longer max_ttl may share it.
 //
 // KEYS[1] entry key, KEYS[2] index; ARGV[1] value, ARGV[2] expire-at (unix),
 // ARGV[3] index member, ARGV[4] "max" to keep the larger numeric value.
 var redisAddScript = redis.NewScript(`
 local value, expat = ARGV[1], tonumber(ARGV[2])
+local curexp = tonumber(redis.call("ZSCORE", KEYS[2], ARGV[3]))
+if curexp and curexp > expat then expat = curexp end
 if ARGV[4] == "max" then
 	local cur = tonumber(redis.call("GET", KEYS[1]) or "")
-	if cur and cur > tonumber(value) then
-		value = tostring(cur)
-		local curexp = redis.call("ZSCORE", KEYS[2], ARGV[3])
-		if curexp and tonumber(curexp) > expat then expat = tonumber(curexp) end
-	end
+	if cur and cur > tonumber(value) then value = tostring(cur) end
 end
 redis.call("SET", KEYS[1], value)
 redis.call("EXPIREAT", KEYS[1], expat)
@@ -592,8 +651,12 @@ func (m *memoryRevocations) add(e revocationEntry, now int64) {
 	key := "jti:" + e.JTI
 	if e.JTI == "" {
 		key = "sub:" + e.Sub
-		if old, ok := m.entries[key]; ok && *old.Before > *e.Before {
-			return // the stronger revocation stays
+	}
+	if old, ok := m.entries[key]; ok {
+		// The stronger revocation and the longer lifetime stay.
+		e.expires = max(e.expires, old.expires)
+		if e.JTI == "" && *old.Before > *e.Before {
+			e.Before = old.Before
 		}
 	}
 	m.entries[key] = e

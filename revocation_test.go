@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,7 @@ sub:
 sub:bad-time yesterday
 two words
 sub:x 1 2
+sub: leading-space
 `)
 	env, logs := newRevocationEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{File: file})
@@ -166,7 +168,11 @@ sub:x 1 2
 		{"subject revoked before 1000: iat 999", "jti-fine", "rotated-client", at(999), true},
 		{"subject revoked before 1000: iat 1000 is not before", "jti-fine", "rotated-client", at(1000), false},
 		{"subject revoked before 1000: iat 1001", "jti-fine", "rotated-client", at(1001), false},
-		{"malformed line ignored", "jti-fine", "bad-time", at(1), false},
+		{"a word that is not a time is part of the subject", "jti-fine", "bad-time yesterday", at(1 << 40), true},
+		{"the subject is all of it", "jti-fine", "bad-time", at(1), false},
+		{"the last all-digit field is the time", "jti-fine", "x 1", at(1), true},
+		{"the last all-digit field is the time: iat 2", "jti-fine", "x 1", at(2), false},
+		{"malformed line ignored", "jti-fine", "leading-space", at(1), false},
 		{"empty jti and subject", "", "", at(1), false},
 		{"subject name is not a jti", "compromised-client", "other", at(1), false},
 	} {
@@ -176,15 +182,15 @@ sub:x 1 2
 			}
 		})
 	}
-	if n := countLogs(logs, "ignoring malformed revocation line"); n != 4 {
-		t.Errorf("%d malformed-line warnings, want 4: %v", n, logs.All())
+	if n := countLogs(logs, "ignoring malformed revocation line"); n != 3 {
+		t.Errorf("%d malformed-line warnings, want 3: %v", n, logs.All())
 	}
 	var lines []int64
 	for _, e := range logs.FilterMessage("ignoring malformed revocation line").All() {
 		lines = append(lines, e.ContextMap()["line"].(int64))
 	}
-	if fmt.Sprint(lines) != "[7 8 9 10]" {
-		t.Errorf("malformed lines reported: %v, want [7 8 9 10]", lines)
+	if fmt.Sprint(lines) != "[7 9 11]" {
+		t.Errorf("malformed lines reported: %v, want [7 9 11]", lines)
 	}
 }
 
@@ -290,12 +296,12 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	b := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 
 	now := time.Now()
-	jti, err := revocationRequest{JTI: "fleet-jti", Exp: now.Add(5 * time.Minute).Unix()}.entry(now)
+	jti, err := revocationRequest{JTI: "fleet-jti", Exp: now.Add(5 * time.Minute).Unix()}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := now.Unix()
-	sub, err := revocationRequest{Sub: "fleet-client", Before: &before}.entry(now)
+	sub, err := revocationRequest{Sub: "fleet-client", Before: &before}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,12 +329,12 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	// A later, stronger subject revocation wins; an earlier one does not
 	// weaken it.
 	later := before + 100
-	e, _ := revocationRequest{Sub: "fleet-client", Before: &later}.entry(now)
+	e, _ := revocationRequest{Sub: "fleet-client", Before: &later}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
 	earlier := before - 100
-	e, _ = revocationRequest{Sub: "fleet-client", Before: &earlier}.entry(now)
+	e, _ = revocationRequest{Sub: "fleet-client", Before: &earlier}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
@@ -349,15 +355,15 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 
-	grace := int64(revocationGrace / time.Second)
-	life := int64(subjectRevocationLifetime / time.Second)
+	grace := ceilSeconds(int64(defaultTokenBounds.leeway))
+	life := ceilSeconds(int64(defaultTokenBounds.maxTTL + defaultTokenBounds.leeway))
 	// Entries whose tokens die within two seconds...
-	shortJTI, err := revocationRequest{JTI: "short-lived", Exp: now.Unix() + 2 - grace}.entry(now)
+	shortJTI, err := revocationRequest{JTI: "short-lived", Exp: now.Unix() + 2 - grace}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	shortBefore := now.Unix() + 2 - life
-	shortSub, err := revocationRequest{Sub: "short-client", Before: &shortBefore}.entry(now)
+	shortSub, err := revocationRequest{Sub: "short-client", Before: &shortBefore}.entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +391,7 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 
 	// ...and a long one, whose expiry must follow the token's exp.
 	exp := now.Add(5 * time.Minute).Unix()
-	long, _ := revocationRequest{JTI: "long-lived", Exp: exp}.entry(now)
+	long, _ := revocationRequest{JTI: "long-lived", Exp: exp}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(ctx, rv.client, long); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +423,7 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	env, logs := newRevocationEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 	now := time.Now()
-	e, _ := revocationRequest{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.entry(now)
+	e, _ := revocationRequest{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.entry(now, defaultTokenBounds)
 	if err := addRedisRevocation(context.Background(), rv.client, e); err != nil {
 		t.Fatal(err)
 	}
@@ -636,7 +642,7 @@ func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
 	}()
 	now := time.Now()
 	for i := range 50 {
-		e, err := revocationRequest{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.entry(now)
+		e, err := revocationRequest{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.entry(now, defaultTokenBounds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -647,5 +653,436 @@ func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
 	<-done
 	if !rv.revoked("race-jti-49", "", now) {
 		t.Fatal("last update not visible")
+	}
+}
+
+// lifetimeAuth provisions an Auth trusting the es256 test key with the given
+// max_ttl and leeway, with rv as its revocation list and a clock the test
+// moves.
+func lifetimeAuth(t *testing.T, ti *testIssuer, clock *time.Time, maxTTL, leeway time.Duration, rv *Revocation) *Auth {
+	t.Helper()
+	l := caddy.Duration(leeway)
+	a := &Auth{
+		JWT: &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}},
+			MaxTTL: caddy.Duration(maxTTL), Leeway: &l},
+		Revocation: rv,
+	}
+	if err := a.provision(authTestEnv(t, func() time.Time { return *clock }, nil)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cleanup() })
+	return a
+}
+
+// tokenStatus is the auth decision's status for a bearer token (0: accepted).
+func tokenStatus(a *Auth, token string) int {
+	ex := newAuthExchange("/x")
+	ex.r.Header.Set("Authorization", "Bearer "+token)
+	return a.decide(ex).Status
+}
+
+// A revocation outlives every token it covers: max_ttl + leeway for a
+// subject, exp + leeway for a jti, whatever max_ttl and leeway are.
+func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
+	const maxTTL, leeway = 48 * time.Hour, 10 * time.Minute
+	ti := newTestIssuer(t)
+	t0 := time.Now().Truncate(time.Second)
+	subToken := func(sub string) string {
+		return ti.sign("es256", testClaims(t0, map[string]any{"sub": sub, "exp": t0.Add(maxTTL).Unix(),
+			"jti": "jti-" + sub}), nil)
+	}
+	// Expired 6 minutes ago, still accepted within the 10-minute leeway.
+	lateExp := t0.Add(-6 * time.Minute)
+	lateToken := func(jti string) string {
+		return ti.sign("es256", testClaims(lateExp.Add(-time.Minute), map[string]any{"sub": "late-" + jti,
+			"exp": lateExp.Unix(), "jti": jti}), nil)
+	}
+
+	t.Run("file", func(t *testing.T) {
+		clock := t0
+		file := filepath.Join(t.TempDir(), "revoked.txt")
+		writeFile(t, file, fmt.Sprintf("sub:file-client %d\nfile-late-jti\n", t0.Unix()+1))
+		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{File: file})
+		tok, late := subToken("file-client"), lateToken("file-late-jti")
+		clock = t0.Add(25 * time.Hour)
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, tok); s != http.StatusUnauthorized {
+			t.Errorf("25h after a file subject revocation, a 48h token gets %d, want 401", s)
+		}
+		clock = t0.Add(3 * time.Minute)
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, late); s != http.StatusUnauthorized {
+			t.Errorf("a jti revoked in the file, its token inside leeway, gets %d, want 401", s)
+		}
+	})
+
+	t.Run("admin API", func(t *testing.T) {
+		addr := startInProcessAdmin(t)
+		clock := t0
+		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{})
+		tok, late := subToken("admin-client"), lateToken("admin-late-jti")
+		if s := tokenStatus(a, tok); s != 0 {
+			t.Fatalf("token refused before any revocation: %d", s)
+		}
+		if status, body := adminDo(t, addr, http.MethodPost, `{"sub": "admin-client"}`); status != http.StatusOK {
+			t.Fatalf("POST sub: %d %s", status, body)
+		}
+		if status, body := adminDo(t, addr, http.MethodPost,
+			fmt.Sprintf(`{"jti": "admin-late-jti", "exp": %d}`, lateExp.Unix())); status != http.StatusOK {
+			t.Fatalf("POST jti of a token still accepted within leeway: %d %s", status, body)
+		}
+		clock = t0.Add(3 * time.Minute) // exp + 9m: still inside leeway
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, late); s != http.StatusUnauthorized {
+			t.Errorf("jti revoked through the admin API, token inside leeway: %d, want 401", s)
+		}
+		clock = t0.Add(25 * time.Hour)
+		a.Revocation.refreshNow(context.Background())
+		if s := tokenStatus(a, tok); s != http.StatusUnauthorized {
+			t.Errorf("25h after an admin subject revocation, a 48h token gets %d, want 401", s)
+		}
+	})
+
+	t.Run("redis", func(t *testing.T) {
+		r := startRedis(t)
+		addr := startInProcessAdmin(t)
+		clock := t0
+		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(time.Hour)})
+		tok, late := subToken("redis-client"), lateToken("redis-late-jti")
+		if status, body := adminDo(t, addr, http.MethodPost, `{"sub": "redis-client"}`); status != http.StatusOK {
+			t.Fatalf("POST sub: %d %s", status, body)
+		}
+		if status, body := adminDo(t, addr, http.MethodPost,
+			fmt.Sprintf(`{"jti": "redis-late-jti", "exp": %d}`, lateExp.Unix())); status != http.StatusOK {
+			t.Fatalf("POST jti of a token still accepted within leeway: %d %s", status, body)
+		}
+		c := redisClient(t, r)
+		ctx := context.Background()
+		now := time.Now()
+		for key, want := range map[string]time.Duration{
+			"sechard:revoked:sub:redis-client":   maxTTL + leeway,
+			"sechard:revoked:jti:redis-late-jti": lateExp.Add(leeway).Sub(now),
+			"sechard:revoked:index":              maxTTL + leeway,
+		} {
+			ttl, err := c.PTTL(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl < want-2*time.Second {
+				t.Errorf("key %s has TTL %v, want at least %v", key, ttl, want)
+			}
+		}
+		clock = t0.Add(3 * time.Minute)
+		a.Revocation.refreshNow(ctx)
+		if s := tokenStatus(a, late); s != http.StatusUnauthorized {
+			t.Errorf("jti revoked in Redis, token inside leeway: %d, want 401", s)
+		}
+		clock = t0.Add(25 * time.Hour)
+		a.Revocation.refreshNow(ctx)
+		if s := tokenStatus(a, tok); s != http.StatusUnauthorized {
+			t.Errorf("25h after a Redis subject revocation, a 48h token gets %d, want 401", s)
+		}
+	})
+}
+
+// formatRevocationLine writes an entry as a revocation-file line.
+func formatRevocationLine(e revocationEntry) string {
+	if e.JTI != "" {
+		return e.JTI
+	}
+	line := "sub:" + e.Sub
+	if e.Before != nil {
+		line += " " + strconv.FormatInt(*e.Before, 10)
+	}
+	return line
+}
+
+// Subjects may hold spaces (mTLS `cn:` identities do); the last field is the
+// time only when it is all digits.
+func TestParseRevocationFileSubjectsWithSpaces(t *testing.T) {
+	for _, tc := range []struct{ line, want, bad string }{
+		{line: "sub:cn:Service BI", want: "sub:cn:Service BI"},
+		{line: "sub:cn:Service BI 1796000000", want: "sub:cn:Service BI 1796000000"},
+		{line: "  sub:cn:Service BI\t1796000000  # rotated", want: "sub:cn:Service BI 1796000000"},
+		{line: "sub:cn:Service BI # comment", want: "sub:cn:Service BI"},
+		{line: "sub:cn:Service  Two  Spaces", want: "sub:cn:Service  Two  Spaces"},
+		{line: "sub:cn:Team 7 1796000000", want: "sub:cn:Team 7 1796000000"},
+		{line: "sub:12345", want: "sub:12345"},
+		{line: "sub:cn:Service BI 0", bad: "unix seconds"},
+		{line: "sub:cn:Service BI 99999999999999999999", bad: "unix seconds"},
+		{line: "sub: cn:Service BI", bad: "subject"},
+		{line: "sub:", bad: "empty subject"},
+		{line: "jti with spaces", bad: "one jti per line"},
+		{line: "# sub:cn:Service BI"},
+		{line: "   # only a comment"},
+	} {
+		list, bad, err := parseRevocationFile(strings.NewReader(tc.line + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tc.bad != "":
+			if len(list) != 0 || len(bad) != 1 || !strings.Contains(bad[0].problem, tc.bad) {
+				t.Errorf("%q: entries %+v, bad %+v; want one problem saying %q", tc.line, list, bad, tc.bad)
+			}
+		case tc.want == "":
+			if len(list) != 0 || len(bad) != 0 {
+				t.Errorf("%q: entries %+v, bad %+v; want nothing", tc.line, list, bad)
+			}
+		default:
+			if len(bad) != 0 || len(list) != 1 || formatRevocationLine(list[0]) != tc.want {
+				t.Errorf("%q: entries %+v, bad %+v; want %q", tc.line, list, bad, tc.want)
+			}
+		}
+	}
+}
+
+// A certificate whose CN holds a space can be revoked through the file.
+func TestRevocationFileRevokesCertificateCNWithSpaces(t *testing.T) {
+	dir := t.TempDir()
+	ca := newMTLSCA(t, dir, "ca")
+	now := time.Now()
+	leaf, _, _, _ := ca.issue(t, dir, "svc", mtlsCertSpec{cn: "Service BI", notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Hour)})
+	cs := mtlsVerifiedState(t, ca, leaf)
+	clock := now
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"", 0},
+		{"sub:cn:Service BI", 401},
+		{fmt.Sprintf("sub:cn:Service BI %d  # leaked key", leaf.NotBefore.Unix()+1), 401},
+		{fmt.Sprintf("sub:cn:Service BI %d", leaf.NotBefore.Unix()), 0},
+		{"sub:cn:Service", 0},
+	} {
+		file := filepath.Join(dir, "revoked.txt")
+		writeFile(t, file, tc.line+"\n")
+		a := mtlsUnitAuth(t, &clock, func(a *Auth) {
+			a.ClientCerts = append(a.ClientCerts, ClientCert{Identity: "cn:Service BI", Scopes: []string{"nl-query:read"}})
+			a.Revocation = &Revocation{File: file}
+		})
+		ex := newAuthExchange("/x")
+		ex.r.TLS = cs
+		d := a.decide(ex)
+		if d.Status != tc.want {
+			t.Errorf("%q: status %d, want %d", tc.line, d.Status, tc.want)
+		}
+		if tc.want == 401 && d.Header.Get("WWW-Authenticate") != wwwAuth401("client certificate revoked") {
+			t.Errorf("%q: WWW-Authenticate %q", tc.line, d.Header.Get("WWW-Authenticate"))
+		}
+	}
+}
+
+// FuzzParseRevocationFile: no panic; every entry comes from a line that is
+// not a comment, has a subject or a jti, and reads back the same when
+// written as a line; the file parses as its lines do one by one.
+func FuzzParseRevocationFile(f *testing.F) {
+	for _, s := range []string{
+		"jti-1\nsub:svc\nsub:svc 1796000000\n",
+		"sub:cn:Service BI 1796000000 # rotated\n# comment\n  \t# indented\n",
+		"sub:cn:Team 7\nsub:x 1 2\nsub: x\nsub:\nodd#jti\r\n\v#x\n",
+		"sub:a\u00a012\nsub:\u0085x\nsub:a\xff 3\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, content string) {
+		list, bad, err := parseRevocationFile(strings.NewReader(content))
+		if err != nil {
+			return // a line over the scanner's limit
+		}
+		var perLine []revocationEntry
+		nBad := 0
+		for _, line := range strings.Split(content, "\n") {
+			line = strings.TrimSuffix(line, "\r")
+			l, b, err := parseRevocationFile(strings.NewReader(line))
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			if trimmed := strings.TrimLeft(line, " \t"); (trimmed == "" || trimmed[0] == '#') && len(l)+len(b) != 0 {
+				t.Fatalf("comment-only line %q gave %+v %+v", line, l, b)
+			}
+			perLine = append(perLine, l...)
+			nBad += len(b)
+		}
+		if len(list) != len(perLine) || len(bad) != nBad {
+			t.Fatalf("file: %d entries %d bad; line by line: %d entries %d bad", len(list), len(bad), len(perLine), nBad)
+		}
+		for i, e := range list {
+			if (e.JTI == "") == (e.Sub == "") || e.Source != "file" || e.expires != 0 {
+				t.Fatalf("entry %+v", e)
+			}
+			if e.JTI != "" && e.Before != nil {
+				t.Fatalf("jti with a time: %+v", e)
+			}
+			line := formatRevocationLine(e)
+			again, b, err := parseRevocationFile(strings.NewReader(line))
+			if err != nil || len(b) != 0 || len(again) != 1 || !sameRevocationEntry(again[0], e) || !sameRevocationEntry(e, perLine[i]) {
+				t.Fatalf("entry %+v written as %q reads back as %+v %+v %v", e, line, again, b, err)
+			}
+		}
+	})
+}
+
+func sameRevocationEntry(a, b revocationEntry) bool {
+	if a.JTI != b.JTI || a.Sub != b.Sub || a.Exp != b.Exp || a.Source != b.Source || (a.Before == nil) != (b.Before == nil) {
+		return false
+	}
+	return a.Before == nil || *a.Before == *b.Before
+}
+
+// The revocation Redis password comes from a secret, named in the config
+// like the rate-limit store's, and required when the config loads.
+func TestRevocationRedisPasswordSecret(t *testing.T) {
+	const pw = "s3cret-revocation-pw"
+	t.Run("caddyfile", func(t *testing.T) {
+		d := caddyfile.NewTestDispenser("revocation {\n redis redis://127.0.0.1:6379/0 password_secret REV_REDIS_PW\n}")
+		d.Next()
+		var rv Revocation
+		if err := rv.unmarshalCaddyfile(d); err != nil {
+			t.Fatal(err)
+		}
+		if rv.Redis != "redis://127.0.0.1:6379/0" || rv.RedisPasswordSecret != "REV_REDIS_PW" {
+			t.Fatalf("redis %q, password_secret %q", rv.Redis, rv.RedisPasswordSecret)
+		}
+		for _, line := range []string{
+			"redis redis://127.0.0.1/0 password_secret",
+			"redis redis://127.0.0.1/0 password REV_REDIS_PW",
+			"redis redis://127.0.0.1/0 password_secret A B",
+			"redis redis://127.0.0.1/0 password_secret 1BAD",
+		} {
+			d := caddyfile.NewTestDispenser("revocation {\n " + line + "\n}")
+			d.Next()
+			if err := new(Revocation).unmarshalCaddyfile(d); err == nil || !strings.Contains(err.Error(), "Testfile:") {
+				t.Errorf("%q: error %v, want one naming the line", line, err)
+			}
+		}
+		out, err := adaptCaddyfile(t, `:8080 {
+	sechard {
+		auth {
+			jwt {
+				public_key /k.pem
+			}
+			revocation {
+				redis redis://127.0.0.1:6379/0 password_secret REV_REDIS_PW
+			}
+		}
+	}
+}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), `"revocation":{"redis":"redis://127.0.0.1:6379/0","redis_password_secret":"REV_REDIS_PW"}`) {
+			t.Fatalf("adapted JSON lacks the secret's name:\n%s", out)
+		}
+	})
+
+	handler := func(redisURL, secret string, apiKey string) *Handler {
+		ti := newTestIssuer(t)
+		a := &Auth{JWT: &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}},
+			Revocation: &Revocation{Redis: redisURL, RedisPasswordSecret: secret, CacheTTL: caddy.Duration(time.Hour)}}
+		if apiKey != "" {
+			a.APIKeys = []APIKey{{Secret: apiKey}}
+		}
+		return &Handler{Secrets: &Secrets{Dirs: []string{t.TempDir()}}, Auth: a}
+	}
+	for _, n := range []string{"SECHARD_T_REV_PW", "SECHARD_T_REV_KEY"} {
+		t.Setenv(n, "")
+		t.Setenv(n+"_FILE", "")
+	}
+
+	t.Run("missing secret fails the load with every missing name", func(t *testing.T) {
+		ctx, cancel := newTestContext()
+		defer cancel()
+		h := handler("redis://127.0.0.1:1/0", "SECHARD_T_REV_PW", "SECHARD_T_REV_KEY")
+		err := h.Provision(ctx)
+		if err == nil {
+			h.Cleanup()
+		}
+		// Named with the API key's: required up front, like every secret.
+		if want := "missing required secret: SECHARD_T_REV_KEY, SECHARD_T_REV_PW"; err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+	})
+
+	t.Run("redis with requirepass", func(t *testing.T) {
+		addr := startRedisWithPassword(t, pw)
+		t.Setenv("SECHARD_T_REV_PW", pw)
+		ctx, cancel := newTestContext()
+		defer cancel()
+		h := handler("redis://"+addr+"/0", "SECHARD_T_REV_PW", "")
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer h.Cleanup()
+		rv := h.Auth.Revocation
+		now := time.Now()
+		e, err := revocationRequest{JTI: "pw-jti", Exp: now.Add(time.Minute).Unix()}.entry(now, defaultTokenBounds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := addRedisRevocation(ctx, rv.client, e); err != nil {
+			t.Fatalf("writing through the secret's password: %v", err)
+		}
+		rv.refreshNow(ctx)
+		if !rv.revoked("pw-jti", "", now) || rv.redisDown {
+			t.Fatal("revocation not read back through the secret's password")
+		}
+		cfg, _ := json.Marshal(h)
+		if strings.Contains(string(cfg), pw) {
+			t.Fatalf("password in the JSON config: %s", cfg)
+		}
+	})
+}
+
+func TestRevocationEndToEndSubjectWithSpaces(t *testing.T) {
+	priv, pub, _ := keygen(t, "ES256")
+	file := filepath.Join(t.TempDir(), "revoked.txt")
+	writeFile(t, file, "# revoked subjects\n")
+	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
+	requireAuthWithRevocation(t, site)
+	s := startCaddy(t, site)
+
+	spaced, _ := mintToken(t, priv, "Service BI")
+	prefix, _ := mintToken(t, priv, "Service")
+	requireStatus(t, s, spaced, http.StatusOK)
+	writeFile(t, file, fmt.Sprintf("sub:Service BI %d  # leaked\n", time.Now().Unix()+60))
+	waitUntil(t, 2*time.Second, "subject with a space revoked", func() bool {
+		return s.Get("/data", "Authorization", "Bearer "+spaced).StatusCode == http.StatusUnauthorized
+	})
+	requireStatus(t, s, prefix, http.StatusOK)
+}
+
+func TestRevocationEndToEndRedisPasswordSecret(t *testing.T) {
+	const pw = "s3cret-revocation-e2e"
+	addr := startRedisWithPassword(t, pw)
+	t.Setenv("SECHARD_T_REV_E2E_PW", "")
+	t.Setenv("SECHARD_T_REV_E2E_PW_FILE", "")
+	priv, pub, _ := keygen(t, "ES256")
+	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tredis redis://%s/0 password_secret SECHARD_T_REV_E2E_PW\n\t\t\t\tcache_ttl 300ms", addr))
+	requireAuthWithRevocation(t, site)
+
+	failed := startCaddy(t, site, caddyOptions{ExpectFail: true})
+	if !strings.Contains(failed.Logs(), "missing required secret: SECHARD_T_REV_E2E_PW") {
+		t.Fatalf("load without the secret: logs\n%s", failed.Logs())
+	}
+
+	s := startCaddy(t, site, caddyOptions{Env: []string{"SECHARD_T_REV_E2E_PW=" + pw}})
+	tok, _ := mintToken(t, priv, "service-bi")
+	requireStatus(t, s, tok, http.StatusOK)
+	if out, err := runCaddy(t, nil, "sechard", "revoke", "--address", s.AdminAddr, "--token", tok); err != nil {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	requireStatus(t, s, tok, http.StatusUnauthorized)
+	resp := s.Get("/data") // any request; then the config and logs
+	resp.Body.Close()
+	cfg, err := http.Get("http://" + s.AdminAddr + "/config/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(cfg); strings.Contains(body, pw) || !strings.Contains(body, `"redis_password_secret":"SECHARD_T_REV_E2E_PW"`) {
+		t.Fatalf("admin config: %s", body)
+	}
+	if strings.Contains(s.Logs(), pw) {
+		t.Fatal("password in Caddy's logs")
 	}
 }

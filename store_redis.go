@@ -91,12 +91,8 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 	if err != nil {
 		return fmt.Errorf("store %w", err)
 	}
-	if name := c.RedisPasswordSecret; name != "" {
-		sec, ok := env.secrets[name]
-		if !ok {
-			return fmt.Errorf("missing required secret: %s", name)
-		}
-		opts.Password = sec.Value()
+	if err := setRedisPassword(opts, c.RedisPasswordSecret, env.secrets); err != nil {
+		return err
 	}
 	opts.PoolSize = max(opts.PoolSize, 64)
 	opts.MinIdleConns = max(opts.MinIdleConns, 2)
