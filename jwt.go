@@ -459,7 +459,8 @@ func (j *JWT) newVerifier(env *provisionEnv) (*verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jwks_file: %v", err)
 		}
-		keys, err := parseJWKS(data)
+		keys, skipped, err := parseJWKS(data)
+		warnSkipped(env.logger.Named("auth"), j.JWKSFile, skipped)
 		if err != nil {
 			return nil, fmt.Errorf("jwks_file %s: %v", j.JWKSFile, err)
 		}

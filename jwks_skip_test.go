@@ -1,0 +1,134 @@
+package sechard
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// badJWKs are keys sechard cannot use, by kid: each must be skipped with a
+// warning while the set's good keys load.
+func badJWKs(t testing.TB) map[string]string {
+	t.Helper()
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := ec.PublicKey.Bytes()
+	x32 := jwtB64(make([]byte, 32))
+	return map[string]string{
+		"bad-x25519": `{"kty":"OKP","crv":"X25519","x":"` + x32 + `","kid":"bad-x25519"}`,
+		"bad-rsa1024": string(jwtJSON(map[string]any{"kty": "RSA", "kid": "bad-rsa1024",
+			"n": jwtB64(rsa1024.N.Bytes()), "e": jwtB64(big.NewInt(int64(rsa1024.E)).Bytes())})),
+		"bad-kty": `{"kty":"XYZ","kid":"bad-kty","x":"` + x32 + `"}`,
+		"bad-enc": string(jwtJSON(map[string]any{"kty": "EC", "crv": "P-256", "kid": "bad-enc", "use": "enc",
+			"x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:])})),
+		"bad-curve": `{"kty":"EC","crv":"secp256k1","kid":"bad-curve","x":"` + x32 + `","y":"` + x32 + `"}`,
+	}
+}
+
+// skipWarnings counts the skip warnings per kid.
+func skipWarnings(logs *observer.ObservedLogs) map[string]int {
+	n := map[string]int{}
+	for _, e := range logs.FilterLevelExact(zapcore.WarnLevel).All() {
+		if strings.Contains(e.Message, "JWKS key skipped") {
+			n[e.ContextMap()["kid"].(string)]++
+		}
+	}
+	return n
+}
+
+func TestJWKSURLSkipsUnusableKeys(t *testing.T) {
+	good := newRotKeyEC(t, "good")
+	bad := badJWKs(t)
+	set := []string{good.jwk}
+	for _, k := range bad {
+		set = append(set, k)
+	}
+	js := startJWKSServer(t, set...)
+	core, logs := observer.New(zap.DebugLevel)
+	env := authTestEnv(t, time.Now, nil)
+	env.logger = zap.New(core)
+	v, err := (&JWT{JWKSURL: js.URL, Refresh: 3600e9}).newVerifier(env)
+	if err != nil {
+		t.Fatalf("one good key, the set must load: %v", err)
+	}
+	if _, err := v.verify(good.token(), time.Now()); err != nil {
+		t.Fatalf("good key's token: %v", err)
+	}
+	want := func() {
+		t.Helper()
+		got := skipWarnings(logs)
+		for kid := range bad {
+			if got[kid] != 1 {
+				t.Errorf("kid %s: %d warnings, want 1 (all: %v)", kid, got[kid], got)
+			}
+		}
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, "JWKS key skipped") && e.LoggerName != "auth" {
+				t.Errorf("warning on logger %q, want the auth stage's", e.LoggerName)
+			}
+		}
+	}
+	want()
+	// The same set again (a refresh): no new warnings.
+	if err := v.remote.fetch(); err != nil {
+		t.Fatal(err)
+	}
+	want()
+
+	// Only unusable keys: the first fetch fails the load.
+	js2 := startJWKSServer(t, bad["bad-x25519"], bad["bad-rsa1024"])
+	if _, err := (&JWT{JWKSURL: js2.URL}).newVerifier(authTestEnv(t, time.Now, nil)); err == nil ||
+		!strings.Contains(err.Error(), "no usable") {
+		t.Fatalf("a set with no usable key: %v", err)
+	}
+}
+
+func TestJWKSFileSkipsUnusableKeysEndToEnd(t *testing.T) {
+	good := newRotKeyEC(t, "good-es256")
+	bad := badJWKs(t)
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, []byte(`{"keys":[`+good.jwk+`,`+bad["bad-x25519"]+`,`+bad["bad-rsa1024"]+`]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startCaddy(t, `http://127.0.0.1:{PORT} {
+	sechard {
+		auth {
+			jwt {
+				jwks_file `+file+`
+			}
+		}
+	}
+	respond "ok"
+}`)
+	if resp := s.Get("/", "Authorization", "Bearer "+good.token()); resp.StatusCode != 200 {
+		t.Fatalf("good key's token: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	for _, kid := range []string{"bad-x25519", "bad-rsa1024"} {
+		n := 0
+		for _, e := range s.LogEntries() {
+			if e["level"] == "warn" && e["logger"] == "http.handlers.sechard.auth" && e["kid"] == kid {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("kid %s: %d warnings, want 1; logs:\n%s", kid, n, s.Logs())
+		}
+	}
+}
