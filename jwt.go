@@ -21,6 +21,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -330,6 +332,22 @@ type tokenClaims struct {
 	Scopes []string   `json:"scopes,omitempty"` // an array; a string here is a malformed token
 	Scope  *string    `json:"scope,omitempty"`
 	Scp    *scopeList `json:"scp,omitempty"` // either form
+}
+
+// claimsOptions decode claims with exact name matching (encoding/json, which
+// golang-jwt uses, would read "SUB" as sub) and NumericDates as JSON numbers
+// only (golang-jwt's would take "1796000000", RFC 7519 §2 says a number).
+var claimsOptions = jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, _ *jwt.NumericDate) error {
+	if k := dec.PeekKind(); k != '0' && k != 'n' {
+		return errors.New("NumericDate must be a JSON number")
+	}
+	return jsonv2.SkipFunc // golang-jwt's own decoding
+}))
+
+// UnmarshalJSON is called by golang-jwt's decoder.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	type plain tokenClaims // without this method
+	return jsonv2.Unmarshal(b, (*plain)(c), claimsOptions)
 }
 
 // scopeList is a JSON array of scope strings or, where allowed, one
