@@ -155,6 +155,9 @@ func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.APIKeyHeader = d.Val()
+			if err := checkAPIKeyHeader(a.APIKeyHeader, ""); err != nil {
+				return d.Err(err.Error())
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -253,6 +256,21 @@ func (a *Auth) requiredSecrets() []string {
 	return names
 }
 
+// checkAPIKeyHeader refuses an api_key_header that sechard sets or reads
+// for something else: the key would be echoed in responses and logs (the
+// request-ID header) or mixed up with other credentials. requestID is ""
+// at parse time, when the request_id block may not be known yet.
+func checkAPIKeyHeader(h, requestID string) error {
+	h = http.CanonicalHeaderKey(h)
+	switch {
+	case h == "Authorization", strings.HasPrefix(h, "X-Auth-"):
+		return fmt.Errorf("api_key_header cannot be %s: sechard reads or sets it for other credentials", h)
+	case requestID != "" && h == http.CanonicalHeaderKey(requestID):
+		return fmt.Errorf("api_key_header cannot be %s: it is the request-ID header, echoed in every response and log", h)
+	}
+	return nil
+}
+
 func (a *Auth) provision(env *provisionEnv) error {
 	if a == nil {
 		return nil
@@ -276,9 +294,12 @@ func (a *Auth) provision(env *provisionEnv) error {
 	if a.keyHeader == "" {
 		a.keyHeader = defaultAPIKeyHeader
 	}
-	switch a.keyHeader {
-	case "Authorization", hdrSubject, hdrScopes, hdrMethod:
-		return fmt.Errorf("api_key_header cannot be %s", a.keyHeader)
+	reqID := env.requestIDHeader
+	if reqID == "" {
+		reqID = (*RequestID)(nil).headerName()
+	}
+	if err := checkAPIKeyHeader(a.keyHeader, reqID); err != nil {
+		return err
 	}
 
 	if err := a.provisionDates(); err != nil {
