@@ -613,11 +613,15 @@ func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method s
 	fields = append(fields,
 		zap.String("decision", verdict),
 		zap.String("reason", reason),
-		zap.Bool("enforced", a.enforced),
 		zap.String("path", path),
 		zap.String("client_ip", clientIP),
 		zap.String("request_id", ex.requestID),
 	)
+	if verdict == "deny" {
+		// Only denials: select(.enforced == false) must find exactly
+		// what report mode would have refused.
+		fields = append(fields, zap.Bool("enforced", a.enforced))
+	}
 	if method != "" {
 		fields = append(fields, zap.String("method", method))
 	}
