@@ -221,6 +221,10 @@ func checkKey(key any) (crypto.PublicKey, error) {
 		if k.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("RSA key of %d bits is too short (2048 or more)", k.N.BitLen())
 		}
+		// crypto/rsa refuses to verify with these; refuse them at load.
+		if k.N.Bit(0) == 0 || k.E < 3 || k.E&1 == 0 || k.E > 1<<31-1 {
+			return nil, errors.New("invalid RSA key (even modulus or bad exponent)")
+		}
 		return k, nil
 	case *ecdsa.PublicKey:
 		switch k.Curve {
