@@ -191,3 +191,32 @@ func FuzzParseJWKS(f *testing.F) {
 		}
 	})
 }
+
+func TestJWKSURLSkipsUnusableKeysEndToEnd(t *testing.T) {
+	good := newRotKeyEC(t, "good-url")
+	bad := badJWKs(t)
+	js := startJWKSServer(t, good.jwk, bad["bad-x25519"], bad["bad-rsa1024"], bad["bad-enc"])
+	s := startCaddy(t, jwksSite(js.URL, "refresh 200ms"))
+	for i := 0; i < 3; i++ {
+		if resp := s.Get("/", "Authorization", "Bearer "+good.token()); resp.StatusCode != 200 {
+			t.Fatalf("good key's token: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	// Let a few refreshes of the same set pass: still one warning per kid.
+	for deadline := time.Now().Add(5 * time.Second); js.hits.Load() < 4; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refreshes: %d fetches", js.hits.Load())
+		}
+	}
+	for _, kid := range []string{"bad-x25519", "bad-rsa1024", "bad-enc"} {
+		n := 0
+		for _, e := range s.LogEntries() {
+			if e["level"] == "warn" && e["logger"] == "http.handlers.sechard.auth" && e["kid"] == kid {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("kid %s: %d warnings, want 1; logs:\n%s", kid, n, s.Logs())
+		}
+	}
+}
