@@ -38,7 +38,8 @@ type Auth struct {
 
 	// The request header carrying an API key. Default: X-API-Key. It is
 	// removed from the request once read, so the key never reaches the
-	// upstream.
+	// upstream. It must not be Authorization, an X-Auth-* header or the
+	// request-ID header.
 	APIKeyHeader string `json:"api_key_header,omitempty"`
 
 	// When API keys became deprecated (RFC 3339). Sent as

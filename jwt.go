@@ -37,7 +37,9 @@ type JWT struct {
 	PublicKeys []PublicKey `json:"public_keys,omitempty"`
 
 	// A JWKS (RFC 7517) file with more public keys. Read when the config
-	// loads; reload to pick up changes.
+	// loads; reload to pick up changes. In it and in the JWKS URL's set,
+	// keys sechard cannot use are skipped with a warning; a set with no
+	// usable key is an error.
 	JWKSFile string `json:"jwks_file,omitempty"`
 
 	// A JWKS URL. Fetched when the config loads (a failed first fetch fails
