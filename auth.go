@@ -38,7 +38,8 @@ type Auth struct {
 
 	// The request header carrying an API key. Default: X-API-Key. It is
 	// removed from the request once read, so the key never reaches the
-	// upstream.
+	// upstream. It must not be Authorization, an X-Auth-* header or the
+	// request-ID header.
 	APIKeyHeader string `json:"api_key_header,omitempty"`
 
 	// When API keys became deprecated (RFC 3339). Sent as
@@ -155,6 +156,9 @@ func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.APIKeyHeader = d.Val()
+			if err := checkAPIKeyHeader(a.APIKeyHeader, ""); err != nil {
+				return d.Err(err.Error())
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -253,6 +257,21 @@ func (a *Auth) requiredSecrets() []string {
 	return names
 }
 
+// checkAPIKeyHeader refuses an api_key_header that sechard sets or reads
+// for something else: the key would be echoed in responses and logs (the
+// request-ID header) or mixed up with other credentials. requestID is ""
+// at parse time, when the request_id block may not be known yet.
+func checkAPIKeyHeader(h, requestID string) error {
+	h = http.CanonicalHeaderKey(h)
+	switch {
+	case h == "Authorization", strings.HasPrefix(h, "X-Auth-"):
+		return fmt.Errorf("api_key_header cannot be %s: sechard reads or sets it for other credentials", h)
+	case requestID != "" && h == http.CanonicalHeaderKey(requestID):
+		return fmt.Errorf("api_key_header cannot be %s: it is the request-ID header, echoed in every response and log", h)
+	}
+	return nil
+}
+
 func (a *Auth) provision(env *provisionEnv) error {
 	if a == nil {
 		return nil
@@ -276,9 +295,12 @@ func (a *Auth) provision(env *provisionEnv) error {
 	if a.keyHeader == "" {
 		a.keyHeader = defaultAPIKeyHeader
 	}
-	switch a.keyHeader {
-	case "Authorization", hdrSubject, hdrScopes, hdrMethod:
-		return fmt.Errorf("api_key_header cannot be %s", a.keyHeader)
+	reqID := env.requestIDHeader
+	if reqID == "" {
+		reqID = (*RequestID)(nil).headerName()
+	}
+	if err := checkAPIKeyHeader(a.keyHeader, reqID); err != nil {
+		return err
 	}
 
 	if err := a.provisionDates(); err != nil {
@@ -593,11 +615,15 @@ func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method s
 	fields = append(fields,
 		zap.String("decision", verdict),
 		zap.String("reason", reason),
-		zap.Bool("enforced", a.enforced),
 		zap.String("path", path),
 		zap.String("client_ip", clientIP),
 		zap.String("request_id", ex.requestID),
 	)
+	if verdict == "deny" {
+		// Only denials: select(.enforced == false) must find exactly
+		// what report mode would have refused.
+		fields = append(fields, zap.Bool("enforced", a.enforced))
+	}
 	if method != "" {
 		fields = append(fields, zap.String("method", method))
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -22,31 +24,56 @@ var errJSONShape = errors.New("not a JSON object")
 // maxJSONDepth bounds nesting: no JWT header or claim set needs more.
 const maxJSONDepth = 32
 
-// jsonDecoders are reused: a decoder's buffers cost more than the check.
-var jsonDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(bytes.NewReader(nil)) }}
+// jsonChecker is a decoder plus, per open object, the case-folded member
+// names seen so far; reused, since its buffers cost more than the check.
+type jsonChecker struct {
+	dec   *jsontext.Decoder
+	names []map[string]struct{} // by stack depth - 1
+	fold  []byte
+}
+
+var jsonCheckers = sync.Pool{New: func() any { return &jsonChecker{dec: jsontext.NewDecoder(bytes.NewReader(nil))} }}
 
 // checkJSONObject reports whether b is exactly one valid JSON object in
 // which no object, at any depth, names a member twice (names compared after
-// unescaping: "\u0061lg" duplicates "alg"), nested at most maxJSONDepth
-// deep. jsontext's decoder rejects duplicate names by default.
+// unescaping: "\u0061lg" duplicates "alg"; and case-insensitively, as
+// encoding/json matches them: "SUB" duplicates "sub"), nested at most
+// maxJSONDepth deep. jsontext's decoder rejects exact duplicates itself.
 func checkJSONObject(b []byte) error {
-	dec := jsonDecoders.Get().(*jsontext.Decoder)
-	defer jsonDecoders.Put(dec)
+	c := jsonCheckers.Get().(*jsonChecker)
+	defer jsonCheckers.Put(c)
+	dec := c.dec
 	dec.Reset(bytes.NewReader(b))
 	if dec.PeekKind() != '{' {
 		return errJSONShape
 	}
 	for {
-		if _, err := dec.ReadToken(); err != nil {
+		tok, err := dec.ReadToken()
+		if err != nil {
 			if errors.Is(err, jsontext.ErrDuplicateName) {
 				return errDuplicateKey
 			}
 			return errJSONShape
 		}
-		if dec.StackDepth() > maxJSONDepth {
+		depth := dec.StackDepth()
+		if depth > maxJSONDepth {
 			return errJSONShape
 		}
-		if dec.StackDepth() == 0 {
+		switch kind, n := dec.StackIndex(depth); {
+		case tok.Kind() == '{':
+			for len(c.names) < depth {
+				c.names = append(c.names, make(map[string]struct{}))
+			}
+			clear(c.names[depth-1])
+		case kind == '{' && n%2 == 1: // a member name
+			c.fold = foldName(c.fold[:0], tok.String())
+			seen := c.names[depth-1]
+			if _, dup := seen[string(c.fold)]; dup {
+				return errDuplicateKey
+			}
+			seen[string(c.fold)] = struct{}{}
+		}
+		if depth == 0 {
 			break
 		}
 	}
@@ -54,4 +81,20 @@ func checkJSONObject(b []byte) error {
 		return errJSONShape // something after the object
 	}
 	return nil
+}
+
+// foldName appends the case-folded name, folded as encoding/json matches
+// names (its foldName): "ſub" and "SUB" both fold to "SUB".
+func foldName(out []byte, name string) []byte {
+	for _, r := range name {
+		if r < utf8.RuneSelf {
+			if 'a' <= r && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+			out = append(out, byte(r))
+			continue
+		}
+		out = utf8.AppendRune(out, unicode.ToUpper(unicode.ToLower(r)))
+	}
+	return out
 }

@@ -27,45 +27,82 @@ const (
 	jwksMaxBody       = 1 << 20
 )
 
-// parseJWKS turns a JWK Set document into verification keys. Keys for other
-// uses (`"use":"enc"`), private or symmetric keys, and unsupported key types
-// are skipped; x5u/x5c members are ignored (never fetched).
-func parseJWKS(data []byte) ([]*verifyKey, error) {
-	var set jwkset.JWKSMarshal
+// skippedKey is a JWK parseJWKS left out, and why; callers log it.
+type skippedKey struct {
+	kid    string
+	index  int
+	reason string
+}
+
+// parseJWKS turns a JWK Set document into verification keys. A key sechard
+// cannot use (other `use`, symmetric, unsupported type, curve or size,
+// malformed) is skipped and reported in skipped, so one odd key does not
+// take the others down; only a set with no usable key is an error. x5u/x5c
+// members are ignored (never fetched).
+func parseJWKS(data []byte) (keys []*verifyKey, skipped []skippedKey, err error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("decoding JWK Set: %v", err)
+		return nil, nil, fmt.Errorf("decoding JWK Set: %v", err)
 	}
-	var keys []*verifyKey
-	for i, m := range set.Keys {
-		if m.USE != "" && m.USE != jwkset.UseSig {
+	for i, raw := range set.Keys {
+		key, kid, err := parseJWK(raw)
+		if err != nil {
+			skipped = append(skipped, skippedKey{kid: kid, index: i, reason: err.Error()})
 			continue
 		}
-		if m.KTY == jwkset.KtyOct {
-			continue // symmetric: never
-		}
-		if m.ALG != "" && !slices.Contains(supportedAlgorithms, string(m.ALG)) {
-			continue
-		}
-		m.X5U, m.X5C, m.X5T, m.X5TS256 = "", nil, "", ""
-		m.D, m.P, m.Q, m.DP, m.DQ, m.QI, m.OTH = "", "", "", "", "", "", nil
-		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-		if err != nil {
-			if errors.Is(err, jwkset.ErrUnsupportedKey) {
-				continue
-			}
-			return nil, fmt.Errorf("key %d: %v", i, err)
-		}
-		key, err := checkKey(jwk.Key())
-		if err != nil {
-			return nil, fmt.Errorf("key %d: %v", i, err)
-		}
-		kid := m.KID
-		if kid == "" {
-			kid = thumbprint(key)
-		}
-		keys = append(keys, &verifyKey{kid: kid, key: key, alg: string(m.ALG)})
+		keys = append(keys, key)
 	}
-	return keys, nil
+	if len(keys) == 0 {
+		return nil, skipped, errors.New("JWK Set has no usable signing keys")
+	}
+	return keys, skipped, nil
+}
+
+// parseJWK checks one JWK; kid is returned even when the key is refused, for
+// the warning.
+func parseJWK(raw json.RawMessage) (key *verifyKey, kid string, err error) {
+	var m jwkset.JWKMarshal
+	if err := json.Unmarshal(raw, &m); err != nil {
+		var k struct {
+			KID string `json:"kid"`
+		}
+		json.Unmarshal(raw, &k) // best effort, for the warning
+		return nil, k.KID, fmt.Errorf("malformed key: %v", err)
+	}
+	switch {
+	case m.USE != "" && m.USE != jwkset.UseSig:
+		return nil, m.KID, fmt.Errorf("use %q, not sig", m.USE)
+	case m.KTY == jwkset.KtyOct:
+		return nil, m.KID, errors.New("symmetric key")
+	case m.ALG != "" && !slices.Contains(supportedAlgorithms, string(m.ALG)):
+		return nil, m.KID, fmt.Errorf("alg %q not supported", m.ALG)
+	}
+	m.X5U, m.X5C, m.X5T, m.X5TS256 = "", nil, "", ""
+	m.D, m.P, m.Q, m.DP, m.DQ, m.QI, m.OTH = "", "", "", "", "", "", nil
+	jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+	if err != nil {
+		return nil, m.KID, err
+	}
+	pub, err := checkKey(jwk.Key())
+	if err != nil {
+		return nil, m.KID, err
+	}
+	kid = m.KID
+	if kid == "" {
+		kid = thumbprint(pub)
+	}
+	return &verifyKey{kid: kid, key: pub, alg: string(m.ALG)}, kid, nil
+}
+
+// warnSkipped logs one warning per key parseJWKS left out.
+func warnSkipped(logger *zap.Logger, source string, skipped []skippedKey) {
+	for _, s := range skipped {
+		logger.Warn("JWKS key skipped: sechard cannot use it",
+			zap.String("source", source), zap.String("kid", s.kid),
+			zap.Int("index", s.index), zap.String("reason", s.reason))
+	}
 }
 
 // jwksRemote keeps the keys of a JWKS URL fresh.
@@ -78,10 +115,11 @@ type jwksRemote struct {
 	now     func() time.Time
 	update  func([]*verifyKey)
 
-	mu        sync.Mutex
-	lastKick  time.Time     // last unknown-kid refetch started
-	inflight  chan struct{} // closed when the running unknown-kid refetch ends
-	fetchLock sync.Mutex    // one fetch at a time
+	mu          sync.Mutex
+	lastKick    time.Time     // last unknown-kid refetch started
+	inflight    chan struct{} // closed when the running unknown-kid refetch ends
+	fetchLock   sync.Mutex    // one fetch at a time
+	lastSkipped string        // the last fetch's skipped keys, under fetchLock
 
 	metrics     jwksMetrics  // sechard_jwks_refresh_total
 	lastSuccess atomic.Int64 // Unix ns of the last good fetch, 0 before one
@@ -172,12 +210,14 @@ func (j *jwksRemote) fetchLocked() error {
 	if len(data) > jwksMaxBody {
 		return errors.New("JWK Set larger than 1 MiB")
 	}
-	keys, err := parseJWKS(data)
+	keys, skipped, err := parseJWKS(data)
+	// Warn about skipped keys once per change of the set, not every refresh.
+	if sum := fmt.Sprint(skipped); sum != j.lastSkipped {
+		j.lastSkipped = sum
+		warnSkipped(j.logger, j.url, skipped)
+	}
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return errors.New("JWK Set has no usable signing keys")
 	}
 	j.update(keys)
 	if c := j.logger.Check(zapcore.DebugLevel, "JWKS fetched"); c != nil {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -35,7 +37,9 @@ type JWT struct {
 	PublicKeys []PublicKey `json:"public_keys,omitempty"`
 
 	// A JWKS (RFC 7517) file with more public keys. Read when the config
-	// loads; reload to pick up changes.
+	// loads; reload to pick up changes. In it and in the JWKS URL's set,
+	// keys sechard cannot use are skipped with a warning; a set with no
+	// usable key is an error.
 	JWKSFile string `json:"jwks_file,omitempty"`
 
 	// A JWKS URL. Fetched when the config loads (a failed first fetch fails
@@ -219,6 +223,10 @@ func checkKey(key any) (crypto.PublicKey, error) {
 		if k.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("RSA key of %d bits is too short (2048 or more)", k.N.BitLen())
 		}
+		// crypto/rsa refuses to verify with these; refuse them at load.
+		if k.N.Bit(0) == 0 || k.E < 3 || k.E&1 == 0 || k.E > 1<<31-1 {
+			return nil, errors.New("invalid RSA key (even modulus or bad exponent)")
+		}
 		return k, nil
 	case *ecdsa.PublicKey:
 		switch k.Curve {
@@ -330,6 +338,22 @@ type tokenClaims struct {
 	Scopes []string   `json:"scopes,omitempty"` // an array; a string here is a malformed token
 	Scope  *string    `json:"scope,omitempty"`
 	Scp    *scopeList `json:"scp,omitempty"` // either form
+}
+
+// claimsOptions decode claims with exact name matching (encoding/json, which
+// golang-jwt uses, would read "SUB" as sub) and NumericDates as JSON numbers
+// only (golang-jwt's would take "1796000000", RFC 7519 §2 says a number).
+var claimsOptions = jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, _ *jwt.NumericDate) error {
+	if k := dec.PeekKind(); k != '0' && k != 'n' {
+		return errors.New("NumericDate must be a JSON number")
+	}
+	return jsonv2.SkipFunc // golang-jwt's own decoding
+}))
+
+// UnmarshalJSON is called by golang-jwt's decoder.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	type plain tokenClaims // without this method
+	return jsonv2.Unmarshal(b, (*plain)(c), claimsOptions)
 }
 
 // scopeList is a JSON array of scope strings or, where allowed, one
@@ -459,7 +483,8 @@ func (j *JWT) newVerifier(env *provisionEnv) (*verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jwks_file: %v", err)
 		}
-		keys, err := parseJWKS(data)
+		keys, skipped, err := parseJWKS(data)
+		warnSkipped(env.logger.Named("auth"), j.JWKSFile, skipped)
 		if err != nil {
 			return nil, fmt.Errorf("jwks_file %s: %v", j.JWKSFile, err)
 		}

@@ -241,7 +241,7 @@ func TestMTLSEndToEnd(t *testing.T) {
 		expect(t, resp, 200, "")
 		allow := auditFor(t, resp)
 		for k, want := range map[string]any{"level": "info", "decision": "allow", "reason": "authenticated", "method": "mtls",
-			"subject": biSPIFFE, "scopes": "nl-query:read schema:read", "path": "/nl-query/audit", "client_ip": "127.0.0.1", "enforced": true} {
+			"subject": biSPIFFE, "scopes": "nl-query:read schema:read", "path": "/nl-query/audit", "client_ip": "127.0.0.1", "enforced": nil} {
 			if allow[k] != want {
 				t.Errorf("allow entry %s = %v, want %v (%v)", k, allow[k], want, allow)
 			}

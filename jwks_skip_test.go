@@ -1,0 +1,222 @@
+package sechard
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// badJWKs are keys sechard cannot use, by kid: each must be skipped with a
+// warning while the set's good keys load.
+func badJWKs(t testing.TB) map[string]string {
+	t.Helper()
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := ec.PublicKey.Bytes()
+	x32 := jwtB64(make([]byte, 32))
+	return map[string]string{
+		"bad-x25519": `{"kty":"OKP","crv":"X25519","x":"` + x32 + `","kid":"bad-x25519"}`,
+		"bad-rsa1024": string(jwtJSON(map[string]any{"kty": "RSA", "kid": "bad-rsa1024",
+			"n": jwtB64(rsa1024.N.Bytes()), "e": jwtB64(big.NewInt(int64(rsa1024.E)).Bytes())})),
+		"bad-kty": `{"kty":"XYZ","kid":"bad-kty","x":"` + x32 + `"}`,
+		"bad-enc": string(jwtJSON(map[string]any{"kty": "EC", "crv": "P-256", "kid": "bad-enc", "use": "enc",
+			"x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:])})),
+		"bad-curve": `{"kty":"EC","crv":"secp256k1","kid":"bad-curve","x":"` + x32 + `","y":"` + x32 + `"}`,
+	}
+}
+
+// skipWarnings counts the skip warnings per kid.
+func skipWarnings(logs *observer.ObservedLogs) map[string]int {
+	n := map[string]int{}
+	for _, e := range logs.FilterLevelExact(zapcore.WarnLevel).All() {
+		if strings.Contains(e.Message, "JWKS key skipped") {
+			n[e.ContextMap()["kid"].(string)]++
+		}
+	}
+	return n
+}
+
+func TestJWKSURLSkipsUnusableKeys(t *testing.T) {
+	good := newRotKeyEC(t, "good")
+	bad := badJWKs(t)
+	set := []string{good.jwk}
+	for _, k := range bad {
+		set = append(set, k)
+	}
+	js := startJWKSServer(t, set...)
+	core, logs := observer.New(zap.DebugLevel)
+	env := authTestEnv(t, time.Now, nil)
+	env.logger = zap.New(core)
+	v, err := (&JWT{JWKSURL: js.URL, Refresh: 3600e9}).newVerifier(env)
+	if err != nil {
+		t.Fatalf("one good key, the set must load: %v", err)
+	}
+	if _, err := v.verify(good.token(), time.Now()); err != nil {
+		t.Fatalf("good key's token: %v", err)
+	}
+	want := func() {
+		t.Helper()
+		got := skipWarnings(logs)
+		for kid := range bad {
+			if got[kid] != 1 {
+				t.Errorf("kid %s: %d warnings, want 1 (all: %v)", kid, got[kid], got)
+			}
+		}
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, "JWKS key skipped") && e.LoggerName != "auth" {
+				t.Errorf("warning on logger %q, want the auth stage's", e.LoggerName)
+			}
+		}
+	}
+	want()
+	// The same set again (a refresh): no new warnings.
+	if err := v.remote.fetch(); err != nil {
+		t.Fatal(err)
+	}
+	want()
+
+	// Only unusable keys: the first fetch fails the load.
+	js2 := startJWKSServer(t, bad["bad-x25519"], bad["bad-rsa1024"])
+	if _, err := (&JWT{JWKSURL: js2.URL}).newVerifier(authTestEnv(t, time.Now, nil)); err == nil ||
+		!strings.Contains(err.Error(), "no usable") {
+		t.Fatalf("a set with no usable key: %v", err)
+	}
+}
+
+func TestJWKSFileSkipsUnusableKeysEndToEnd(t *testing.T) {
+	good := newRotKeyEC(t, "good-es256")
+	bad := badJWKs(t)
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, []byte(`{"keys":[`+good.jwk+`,`+bad["bad-x25519"]+`,`+bad["bad-rsa1024"]+`]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startCaddy(t, `http://127.0.0.1:{PORT} {
+	sechard {
+		auth {
+			jwt {
+				jwks_file `+file+`
+			}
+		}
+	}
+	respond "ok"
+}`)
+	if resp := s.Get("/", "Authorization", "Bearer "+good.token()); resp.StatusCode != 200 {
+		t.Fatalf("good key's token: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	for _, kid := range []string{"bad-x25519", "bad-rsa1024"} {
+		n := 0
+		for _, e := range s.LogEntries() {
+			if e["level"] == "warn" && e["logger"] == "http.handlers.sechard.auth" && e["kid"] == kid {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("kid %s: %d warnings, want 1; logs:\n%s", kid, n, s.Logs())
+		}
+	}
+}
+
+// FuzzParseJWKS: no JWK Set document panics the parser, a set without a
+// usable key is an error, and every key returned is one the verifier can
+// use (checked independently of checkKey).
+func FuzzParseJWKS(f *testing.F) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	good, ed := rotKey{jwk: ecJWK(&ec.PublicKey, "good")}, rotKey{jwk: okpJWK(edPub, "ed")}
+	var bad []string
+	for _, k := range badJWKs(f) {
+		bad = append(bad, k)
+		f.Add(`{"keys":[` + k + `]}`)
+	}
+	f.Add(`{"keys":[` + good.jwk + `,` + ed.jwk + `,` + strings.Join(bad, ",") + `]}`)
+	f.Add(`{"keys":[` + good.jwk + `]}`)
+	f.Add(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"},{"kty":"RSA","n":"AQ","e":"AQAB"}]}`)
+	f.Add(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA","alg":"ES256"},` + ed.jwk + `]}`)
+	f.Add(`{"keys":[{"kty":"RSA","n":7,"e":"AQAB","kid":"typed"},` + good.jwk + `]}`)
+	n2048 := jwtB64(new(big.Int).Lsh(big.NewInt(3), 2046).Bytes()) // 2048 bits, even
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	f.Add(`{"keys":[{"kty":"RSA","kid":"e1","n":"` + jwtB64(rk.N.Bytes()) + `","e":"AQ"},{"kty":"RSA","kid":"even","n":"` + n2048 + `","e":"AQAB"},` + ed.jwk + `]}`)
+	f.Add(`{"keys":{}}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		keys, _, err := parseJWKS([]byte(doc))
+		if (err == nil) != (len(keys) > 0) {
+			t.Fatalf("err %v with %d keys", err, len(keys))
+		}
+		for _, k := range keys {
+			if k.kid == "" {
+				t.Fatal("key without kid")
+			}
+			if k.alg != "" && !slices.Contains(supportedAlgorithms, k.alg) {
+				t.Fatalf("alg %q", k.alg)
+			}
+			switch pub := k.key.(type) {
+			case *rsa.PublicKey:
+				if pub.N.BitLen() < 2048 || pub.N.Bit(0) == 0 || pub.E < 3 || pub.E&1 == 0 {
+					t.Fatalf("unusable RSA key: %d bits, e=%d", pub.N.BitLen(), pub.E)
+				}
+			case *ecdsa.PublicKey:
+				if pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() && pub.Curve != elliptic.P521() {
+					t.Fatalf("curve %v", pub.Curve.Params().Name)
+				}
+				if _, err := pub.ECDH(); err != nil {
+					t.Fatalf("unusable EC key: %v", err)
+				}
+			case ed25519.PublicKey:
+				if len(pub) != ed25519.PublicKeySize {
+					t.Fatalf("Ed25519 key of %d bytes", len(pub))
+				}
+			default:
+				t.Fatalf("key type %T", pub)
+			}
+		}
+	})
+}
+
+func TestJWKSURLSkipsUnusableKeysEndToEnd(t *testing.T) {
+	good := newRotKeyEC(t, "good-url")
+	bad := badJWKs(t)
+	js := startJWKSServer(t, good.jwk, bad["bad-x25519"], bad["bad-rsa1024"], bad["bad-enc"])
+	s := startCaddy(t, jwksSite(js.URL, "refresh 200ms"))
+	for i := 0; i < 3; i++ {
+		if resp := s.Get("/", "Authorization", "Bearer "+good.token()); resp.StatusCode != 200 {
+			t.Fatalf("good key's token: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	// Let a few refreshes of the same set pass: still one warning per kid.
+	for deadline := time.Now().Add(5 * time.Second); js.hits.Load() < 4; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refreshes: %d fetches", js.hits.Load())
+		}
+	}
+	for _, kid := range []string{"bad-x25519", "bad-rsa1024", "bad-enc"} {
+		n := 0
+		for _, e := range s.LogEntries() {
+			if e["level"] == "warn" && e["logger"] == "http.handlers.sechard.auth" && e["kid"] == kid {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("kid %s: %d warnings, want 1; logs:\n%s", kid, n, s.Logs())
+		}
+	}
+}
