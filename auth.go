@@ -85,6 +85,7 @@ type Auth struct {
 	apiKeys    *apiKeySet
 	certs      *certIdentities
 	jwt        *verifier
+	issued     *issuedTokens // the token service's tokens, nil without one
 	rules      []compiledRule
 	public     caddyhttp.MatchPath
 	deprecated time.Time
@@ -518,13 +519,17 @@ func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *cr
 			return nil, errCredAmbiguous, "jwt"
 		}
 		if token, ok := bearerToken(auth[0]); ok {
-			if a.jwt == nil {
+			v := a.jwt
+			if a.issued.owns(token) {
+				v = a.issued.verifier // each key set checks its own issuer
+			}
+			if v == nil {
 				return nil, errJWTNotAccepted, "jwt"
 			}
 			if token == "" {
 				return nil, errBearerMalformed, "jwt"
 			}
-			id, err := a.jwt.verify(token, a.now())
+			id, err := v.verify(token, a.now())
 			if err != nil {
 				return nil, err.(*credError), "jwt"
 			}

@@ -93,6 +93,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //				cache_ttl <duration>
 //			}
 //		}
+//		token_service {
+//			path        <path>
+//			issuer      <url>
+//			audience    <aud...>
+//			signing_key <SECRET_NAME...>
+//			ttl         <duration>
+//		}
 //	}
 //
 // A bare `sechard` turns on request IDs and security headers with their
@@ -130,6 +137,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "auth":
 			h.Auth = new(Auth)
 			err = h.Auth.unmarshalCaddyfile(d)
+		case "token_service":
+			h.TokenService = new(TokenService)
+			err = h.TokenService.unmarshalCaddyfile(d)
 		default:
 			return d.Errf("unrecognized sechard subdirective %q", d.Val())
 		}

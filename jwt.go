@@ -513,23 +513,29 @@ func (j *JWT) newVerifier(env *provisionEnv) (*verifier, error) {
 		return nil, errors.New("jwt: no keys configured (public_key, jwks_file or jwks_url)")
 	}
 
+	v.parser = newParser(algs, v.leeway, env.now, j.Issuer, j.Audience)
+	v.cache = newTokenCache()
+	return v, nil
+}
+
+// newParser is the JWT parser of a verifier: exp and iat required, leeway
+// on all times, canonical base64url only, and iss/aud checked when given.
+func newParser(algs []string, leeway time.Duration, now func() time.Time, issuer string, audience ...string) *jwt.Parser {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(v.leeway),
+		jwt.WithLeeway(leeway),
 		jwt.WithStrictDecoding(), // canonical base64url only (no stray bits)
-		jwt.WithTimeFunc(env.now),
+		jwt.WithTimeFunc(now),
 	}
-	if j.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(j.Issuer))
+	if issuer != "" {
+		opts = append(opts, jwt.WithIssuer(issuer))
 	}
-	if j.Audience != "" {
-		opts = append(opts, jwt.WithAudience(j.Audience))
+	if audience = slices.DeleteFunc(audience, func(a string) bool { return a == "" }); len(audience) > 0 {
+		opts = append(opts, jwt.WithAudience(audience...))
 	}
-	v.parser = jwt.NewParser(opts...)
-	v.cache = newTokenCache()
-	return v, nil
+	return jwt.NewParser(opts...)
 }
 
 // errCrit, errKID... are returned from the keyfunc and found again with

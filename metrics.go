@@ -25,6 +25,7 @@ type collectors struct {
 	idReplaced  *prometheus.CounterVec // server, reason
 	storeErrors *prometheus.CounterVec // server, store
 	jwksRefresh *prometheus.CounterVec // result
+	tokens      *prometheus.CounterVec // server, client
 	memKeys     *memKeysCollector      // sechard_ratelimit_memory_keys{server}
 	jwksAge     *jwksAgeCollector      // sechard_jwks_last_success_timestamp_seconds
 }
@@ -65,6 +66,10 @@ var sechardMetrics = sync.OnceValue(func() *collectors {
 			Namespace: ns, Name: "ratelimit_store_errors_total",
 			Help: "Rate-limit decisions the configured store could not answer (failed, timed out, or skipped while its circuit breaker was open).",
 		}, []string{"server", "store"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "tokens_issued_total",
+			Help: "Access tokens issued by the token service, by client (API key name or client_cert identity).",
+		}, []string{"server", "client"}),
 		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "jwks_refresh_total",
 			Help: "JWKS fetches by result (success, error).",
@@ -90,7 +95,7 @@ func (c *collectors) register(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, col := range []prometheus.Collector{c.rejected, c.authSuccess, c.idReplaced, c.storeErrors, c.jwksRefresh, c.memKeys, c.jwksAge} {
+	for _, col := range []prometheus.Collector{c.rejected, c.authSuccess, c.idReplaced, c.storeErrors, c.jwksRefresh, c.tokens, c.memKeys, c.jwksAge} {
 		var are prometheus.AlreadyRegisteredError
 		if err := reg.Register(col); err != nil && !errors.As(err, &are) {
 			return err
@@ -135,6 +140,7 @@ var rejectionReasons = []string{
 	reasonAmbiguousPath, reasonCORSPreflightDenied,
 	rateLimitedReason, rateStoreDownReason,
 	"auth_missing", "auth_invalid", "auth_insufficient_scope", errKeyDisabled.reason,
+	reasonTokenInvalidRequest, reasonTokenInvalidClient, reasonTokenInvalidScope, reasonTokenGrantType,
 }
 
 func newHandlerMetrics(ctx caddy.Context) (*handlerMetrics, error) {
@@ -219,6 +225,19 @@ func (m *handlerMetrics) provisionAuth(keyNames []string) {
 	for _, name := range keyNames {
 		m.authKeys[name] = m.c.authSuccess.WithLabelValues(m.server, authMethodAPIKey, name)
 	}
+}
+
+// provisionTokens resolves sechard_tokens_issued_total for every client
+// that may ask for a token, so an idle client shows 0.
+func (m *handlerMetrics) provisionTokens(clients []string) map[string]prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	issued := make(map[string]prometheus.Counter, len(clients))
+	for _, c := range clients {
+		issued[c] = m.c.tokens.WithLabelValues(m.server, c)
+	}
+	return issued
 }
 
 // authSuccess counts an authenticated request: key is the API-key holder

@@ -60,6 +60,11 @@ type Handler struct {
 	// Authentication and per-endpoint scopes (SEC-10). Off unless present.
 	Auth *Auth `json:"auth,omitempty"`
 
+	// An OAuth 2.0 client-credentials token endpoint that trades `auth`'s
+	// API keys and client certificates for short-lived JWTs, which `auth`
+	// then accepts (runbook phase 1). Off unless present; needs `auth`.
+	TokenService *TokenService `json:"token_service,omitempty"`
+
 	paths        *pathStage
 	logger       *zap.Logger
 	stageLoggers map[string]*zap.Logger // by stage name, for refusal entries
@@ -79,7 +84,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.stageLoggers = make(map[string]*zap.Logger)
-	for _, stage := range []string{"paths", "cors", "rate_limit", "auth"} {
+	for _, stage := range []string{"paths", "cors", "rate_limit", "token_service", "auth"} {
 		h.stageLoggers[stage] = h.logger.Named(stage)
 	}
 	if h.RequestID == nil {
@@ -95,6 +100,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now, metrics: h.metrics}
 
 	required := append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...)
+	required = append(required, h.TokenService.requiredSecrets()...)
 	if h.Auth != nil {
 		required = append(required, h.Auth.Revocation.requiredSecrets()...)
 	}
@@ -120,6 +126,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if err := h.Auth.provision(env); err != nil {
 		return fmt.Errorf("provisioning auth: %w", err)
+	}
+	if err := h.TokenService.provision(env, h.Auth); err != nil {
+		return fmt.Errorf("provisioning token_service: %w", err)
 	}
 	return nil
 }
@@ -158,8 +167,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decide(ex)); done {
 		return err // 5. SEC-09: before auth, so credential floods never reach the verifier
 	}
+	if done, err := h.conclude(ex, "token_service", modeEnforce, h.TokenService.decide(ex)); done {
+		return err // 6. runbook phase 1: clients trade a key or certificate for a JWT
+	}
 	if done, err := h.conclude(ex, "auth", h.Auth.mode(), h.Auth.decide(ex)); done {
-		return err // 6. SEC-10
+		return err // 7. SEC-10
 	}
 	return next.ServeHTTP(ex.w, ex.r)
 }
@@ -178,9 +190,13 @@ type exchange struct {
 type decision struct {
 	// Status is 0 to let the request go on; otherwise the response status.
 	Status int
-	// Answer is true when sechard itself answers successfully (Status is a
-	// 2xx and no error is returned), as for an allowed CORS preflight.
+	// Answer is true when sechard writes this response itself (Status,
+	// Header and Body), with no error returned: an allowed CORS preflight,
+	// or the token service's responses, whose RFC 6749 bodies clients read.
+	// Answers are applied in every mode.
 	Answer bool
+	// Body is written with an Answer.
+	Body []byte
 	// Reason is a short, low-cardinality name for a refusal, such as
 	// "rate_limited" or "auth_invalid"; it goes into logs and metrics.
 	Reason string
@@ -225,6 +241,9 @@ func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done b
 	}
 	if d.Answer {
 		ex.w.WriteHeader(d.Status)
+		if len(d.Body) > 0 {
+			ex.w.Write(d.Body)
+		}
 		return true, nil
 	}
 	msg := d.Reason
