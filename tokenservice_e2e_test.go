@@ -177,6 +177,23 @@ func TestTokenServiceEndToEnd(t *testing.T) {
 			t.Errorf("%s: WWW-Authenticate %q", tc.name, resp.Header.Get("WWW-Authenticate"))
 		}
 	}
+	// Malformed requests: both client authentication methods, a huge body,
+	// a repeated parameter.
+	for _, tc := range []struct{ name, body string }{
+		{"basic and post", "grant_type=client_credentials&client_id=BI_KEY&client_secret=" + biKeyValue},
+		{"huge body", "grant_type=client_credentials&pad=" + strings.Repeat("x", 64<<10)},
+		{"repeated parameter", "grant_type=client_credentials&grant_type=client_credentials"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/oauth2/token", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("BI_KEY", biKeyValue)
+		resp := s.Do(req)
+		var body map[string]any
+		json.Unmarshal([]byte(readBody(resp)), &body)
+		if resp.StatusCode != 400 || body["error"] != "invalid_request" || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %d %v", tc.name, resp.StatusCode, body)
+		}
+	}
 	// A legacy (full-access) key asks for what it needs.
 	if resp, body := postForm(t, s, url.Values{"grant_type": {"client_credentials"}, "scope": {"schema:read"}}, "LEGACY_KEY", legacyKeyValue); resp.StatusCode != 200 || body["scope"] != "schema:read" {
 		t.Errorf("legacy key with scope: %d %v", resp.StatusCode, body)
@@ -449,4 +466,43 @@ func must(resp *http.Response, err error) *http.Response {
 		panic(err)
 	}
 	return resp
+}
+
+// TestTokenServiceRefreshAndFleet: a client's token source asks again when
+// its short-lived token expires, and a second instance with the same
+// signing key accepts the first one's tokens.
+func TestTokenServiceRefreshAndFleet(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, key)}, authEnv...)
+	up := startUpstream(t)
+	site := func() string {
+		// Both instances are one issuer: the fleet's public name.
+		return strings.Replace(strings.Replace(tokenSite(up.Addr, "TS_KEY_A", ""), "issuer http://127.0.0.1:{PORT}", "issuer https://edge.example.com", 1), "ttl 2m", "ttl 11s", 1)
+	}
+	s1 := startCaddy(t, site(), caddyOptions{Env: env})
+	s2 := startCaddy(t, site(), caddyOptions{Env: env})
+
+	cc := clientcredentials.Config{ClientID: "BI_KEY", ClientSecret: biKeyValue, TokenURL: s1.URL + "/oauth2/token", Scopes: []string{"nl-query:read"}}
+	ts := cc.TokenSource(context.Background())
+	first, err := ts.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The token from instance 1 works on instance 2.
+	if resp := s2.Get("/nl-query/q", "Authorization", "Bearer "+first.AccessToken); resp.StatusCode != 200 {
+		t.Fatalf("instance 2 refused instance 1's token: %d", resp.StatusCode)
+	}
+	// x/oauth2 treats a token as expired 10 s early: with ttl 11s it asks
+	// again after about a second, and the new token works too.
+	time.Sleep(1500 * time.Millisecond)
+	second, err := ts.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.AccessToken == first.AccessToken {
+		t.Fatal("the token source did not fetch a new token after expiry")
+	}
+	if resp := s2.Get("/nl-query/q", "Authorization", "Bearer "+second.AccessToken); resp.StatusCode != 200 {
+		t.Fatalf("refreshed token: %d", resp.StatusCode)
+	}
 }
