@@ -22,7 +22,8 @@ import (
 // An allowed origin is echoed in `Access-Control-Allow-Origin` (never `*`)
 // on every response, including sechard's own 401/403/429 refusals and
 // `handle_errors` responses, so browser code can read them. Every response
-// carries `Vary: Origin`.
+// carries `Vary: Origin`. sechard is the only source of `Access-Control-*`
+// response headers: those an upstream or a later handler sets are removed.
 type CORS struct {
 	// The origins allowed to read responses, each `http(s)://host[:port]`.
 	// An element may hold several origins separated by commas. Entries are

@@ -339,7 +339,7 @@ func containsString(list []string, s string) bool {
 // apply sets the request-ID and security headers on w and returns the
 // writer the rest of the chain writes to, which asserts them again when the
 // response header is written.
-func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) http.ResponseWriter {
+func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) *securityHeadersWriter {
 	if c == nil {
 		c = offSecurityHeaders
 	}
@@ -398,6 +398,64 @@ type securityHeadersWriter struct {
 	wroteHeader bool
 	vals        []string  // this request's header values, see apply
 	buf         [9]string // room for the default set: ID + 7 + HSTS
+
+	// With cors configured, sechard's Access-Control-* headers are the only
+	// ones sent: an upstream's `*` or reflected Origin would otherwise grant
+	// reads, or give an allowed origin a second value browsers reject.
+	cors    bool
+	corsPtr [len(corsResponseHeaders)]*string // sechard's value slices, nil if unset
+	corsVal [len(corsResponseHeaders)]string
+}
+
+// corsResponseHeaders are the Access-Control-* headers the CORS stage sets.
+var corsResponseHeaders = [...]string{
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
+	"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age",
+}
+
+// ownCORS records the Access-Control-* headers the CORS stage has just set
+// as the only ones the response may carry.
+func (sw *securityHeadersWriter) ownCORS() {
+	sw.cors = true
+	h := sw.ResponseWriter.Header()
+	for i, k := range corsResponseHeaders {
+		if v := h[k]; len(v) == 1 {
+			sw.corsPtr[i], sw.corsVal[i] = &v[0], v[0]
+		}
+	}
+}
+
+// reassertCORS removes every Access-Control-* header but sechard's, and
+// puts sechard's back where they were changed.
+func (sw *securityHeadersWriter) reassertCORS(h http.Header) {
+	restore := false
+	for k, cur := range h {
+		if len(k) < len("Access-Control-") || !strings.EqualFold(k[:len("Access-Control-")], "Access-Control-") {
+			continue
+		}
+		i := corsHeaderIndex(k)
+		if i >= 0 && sw.corsPtr[i] != nil && len(cur) == 1 && &cur[0] == sw.corsPtr[i] && cur[0] == sw.corsVal[i] {
+			continue
+		}
+		delete(h, k)
+		restore = restore || i >= 0 && sw.corsPtr[i] != nil
+	}
+	if restore {
+		for i, p := range sw.corsPtr {
+			if k := corsResponseHeaders[i]; p != nil && h[k] == nil {
+				h[k] = []string{sw.corsVal[i]}
+			}
+		}
+	}
+}
+
+func corsHeaderIndex(k string) int {
+	for i, name := range corsResponseHeaders {
+		if k == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // reassert puts the edge's headers back where the next handler changed them
@@ -424,6 +482,9 @@ func (sw *securityHeadersWriter) reassert() {
 	}
 	if sw.tls {
 		put(len(v)-1, "Strict-Transport-Security", c.hsts)
+	}
+	if sw.cors {
+		sw.reassertCORS(h)
 	}
 }
 

@@ -128,11 +128,16 @@ func (h *Handler) Cleanup() error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	ex := &exchange{r: r, repl: r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)}
 
-	h.RequestID.assign(ex)                // 1. SEC-06: before anything can log or respond
-	ex.w = h.SecurityHeaders.apply(w, ex) // 2. SEC-07: on every response that leaves through here
+	h.RequestID.assign(ex)               // 1. SEC-06: before anything can log or respond
+	sw := h.SecurityHeaders.apply(w, ex) // 2. SEC-07: on every response that leaves through here
+	ex.w = sw
 
-	if done, err := h.conclude(ex, "cors", h.CORS.mode(), h.CORS.decide(ex)); done {
-		return err // 3. SEC-04
+	if h.CORS != nil {
+		d := h.CORS.decide(ex)
+		sw.ownCORS() // 3. SEC-04, the only source of Access-Control-* headers
+		if done, err := h.conclude(ex, "cors", h.CORS.mode(), d); done {
+			return err
+		}
 	}
 	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decide(ex)); done {
 		return err // 4. SEC-09: before auth, so credential floods never reach the verifier
