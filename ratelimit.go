@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,8 +36,9 @@ type RateLimit struct {
 	// Key is a placeholder template that identifies the client. Default:
 	// `{http.vars.client_ip}` (the Caddyfile's `{client_ip}`), which
 	// honours the server's `trusted_proxies`; behind a CDN, configure
-	// `trusted_proxies` rather than keying on `{remote_host}`, or every
-	// user shares the CDN's budget.
+	// `trusted_proxies` with `trusted_proxies_strict` rather than keying on
+	// `{remote_host}`, or every user shares the CDN's budget. Without
+	// strict, clients choose their own address (a warning is logged).
 	Key string `json:"key,omitempty"`
 
 	// Rate is the default limit, applied per client to each distinct path
@@ -103,6 +106,10 @@ type RateLimit struct {
 	cfgDigest string // identifies the limits in Redis keys
 	metrics   *handlerMetrics
 	untrack   func() // stops counting mem in sechard_ratelimit_memory_keys
+
+	// proxyCheck, when provisioning could not see the server, is true until
+	// the first request has checked its proxy settings.
+	proxyCheck *atomic.Bool
 }
 
 // RateSpec is a limit: Events requests per Window, with a burst.
@@ -148,7 +155,8 @@ type budget struct {
 
 // Defaults.
 const (
-	defaultRateLimitKey     = "{http.vars.client_ip}"
+	clientIPPlaceholder     = "http.vars.client_ip"
+	defaultRateLimitKey     = "{" + clientIPPlaceholder + "}"
 	defaultStoreTimeout     = 50 * time.Millisecond
 	defaultMaxKeys          = 1_000_000
 	memorySweepInterval     = 30 * time.Second
@@ -346,6 +354,14 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	}
 	if ph, ok := singlePlaceholder(c.Key); ok {
 		c.keyPH = ph
+	}
+	if keyUsesClientIP(c.Key) {
+		if srv, ok := env.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+			c.warnIfSpoofable(srv)
+		} else {
+			c.proxyCheck = new(atomic.Bool)
+			c.proxyCheck.Store(true)
+		}
 	}
 
 	var err error
@@ -547,6 +563,11 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	if len(bs) == 0 {
 		return allow
 	}
+	if c.proxyCheck != nil && c.proxyCheck.Load() && c.proxyCheck.CompareAndSwap(true, false) {
+		if srv, ok := ex.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+			c.warnIfSpoofable(srv)
+		}
+	}
 	client := c.clientKey(ex)
 	now := c.now()
 
@@ -629,4 +650,38 @@ func ceilSeconds(ns int64) int64 {
 		return 0
 	}
 	return (ns + int64(time.Second) - 1) / int64(time.Second)
+}
+
+// keyUsesClientIP reports whether a key template contains the client IP,
+// which Caddy may take from X-Forwarded-For.
+func keyUsesClientIP(key string) bool {
+	return strings.Contains(key, "{"+clientIPPlaceholder+"}") || strings.Contains(key, "{client_ip}")
+}
+
+// serverTrustsProxies reports whether srv reads client addresses from
+// trusted proxies' headers. Caddy zeroes TrustedProxiesRaw once it has
+// loaded the source, and keeps the source unexported, hence the reflection.
+func serverTrustsProxies(srv *caddyhttp.Server) bool {
+	if srv.TrustedProxiesRaw != nil || srv.TrustedProxiesUnix {
+		return true
+	}
+	f := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
+	return f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil()
+}
+
+// warnIfSpoofable logs that clients choose their own key when the server
+// trusts proxies without trusted_proxies_strict.
+func (c *RateLimit) warnIfSpoofable(srv *caddyhttp.Server) {
+	if srv == nil || srv.TrustedProxiesStrict > 0 || !serverTrustsProxies(srv) {
+		return
+	}
+	c.logger.Warn("the rate-limit key uses the client IP and the server trusts proxies without trusted_proxies_strict: "+
+		"clients can spoof the left-most X-Forwarded-For value and get a fresh budget per request; "+
+		"set trusted_proxies_strict in the server options",
+		zap.String("key", c.Key), zap.String("server", srv.Name()))
+}
+
+func hasTrustedProxiesField() bool {
+	f, ok := reflect.TypeOf(caddyhttp.Server{}).FieldByName("trustedProxies")
+	return ok && f.Type.Kind() == reflect.Interface
 }
