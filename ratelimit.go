@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"path"
 	"reflect"
 	"strconv"
@@ -40,6 +41,14 @@ type RateLimit struct {
 	// `{remote_host}`, or every user shares the CDN's budget. Without
 	// strict, clients choose their own address (a warning is logged).
 	Key string `json:"key,omitempty"`
+
+	// IPv6Prefix is how many leading bits of an IPv6 client address name
+	// the client when the key uses `{client_ip}`: every address in one
+	// /IPv6Prefix network shares a budget, so a host holding a /64 cannot
+	// mint budgets by cycling addresses. 1 to 128; 128 counts each address
+	// on its own. IPv4 addresses (IPv4-mapped IPv6 included) always count
+	// one each. Default: 64.
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 
 	// Rate is the default limit, applied per client to each distinct path
 	// that no route matches. Without it, such paths are limited only by
@@ -96,6 +105,7 @@ type RateLimit struct {
 	deflt     *compiledLimit
 	total     *compiledLimit
 	keyPH     string // the key template when it is exactly one placeholder
+	keyIP     bool   // the key template uses the client IP
 	mem       *memoryStore
 	memKey    string
 	redis     *redisStore
@@ -159,6 +169,7 @@ const (
 	defaultRateLimitKey     = "{" + clientIPPlaceholder + "}"
 	defaultStoreTimeout     = 50 * time.Millisecond
 	defaultMaxKeys          = 1_000_000
+	defaultIPv6Prefix       = 64
 	memorySweepInterval     = 30 * time.Second
 	storeErrorLocal         = "local"
 	storeErrorAllow         = "allow"
@@ -184,6 +195,18 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			c.Key = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "ipv6_prefix":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 || n > 128 {
+				return d.Errf("ipv6_prefix must be an integer from 1 to 128, got %q", d.Val())
+			}
+			c.IPv6Prefix = n
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -338,6 +361,12 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	if c.MaxKeys == 0 {
 		c.MaxKeys = defaultMaxKeys
 	}
+	if c.IPv6Prefix == 0 {
+		c.IPv6Prefix = defaultIPv6Prefix
+	}
+	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
+		return fmt.Errorf("ipv6_prefix must be from 1 to 128, got %d", c.IPv6Prefix)
+	}
 	if c.MaxKeys < 0 {
 		return fmt.Errorf("max_keys must be positive")
 	}
@@ -355,7 +384,7 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	if ph, ok := singlePlaceholder(c.Key); ok {
 		c.keyPH = ph
 	}
-	if keyUsesClientIP(c.Key) {
+	if c.keyIP = keyUsesClientIP(c.Key); c.keyIP {
 		if srv, ok := env.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 			c.warnIfSpoofable(srv)
 		} else {
@@ -392,12 +421,13 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	// budget means: the key template and the limits. Changing any of them
 	// starts every budget afresh.
 	ident, _ := json.Marshal(struct {
-		Key     string
-		Rate    *RateSpec
-		Routes  []RouteLimit
-		Total   *RateSpec
-		MaxKeys int
-	}{c.Key, c.Rate, c.Routes, c.Total, c.MaxKeys})
+		Key        string
+		IPv6Prefix int `json:",omitempty"` // omitted at the default: budgets survive the upgrade
+		Rate       *RateSpec
+		Routes     []RouteLimit
+		Total      *RateSpec
+		MaxKeys    int
+	}{c.Key, c.ipv6Ident(), c.Rate, c.Routes, c.Total, c.MaxKeys})
 	c.cfgDigest = shortDigest(string(ident))
 	c.memKey = "memory:" + string(ident)
 	now := env.now
@@ -516,13 +546,49 @@ func (c *RateLimit) mode() string {
 	return c.Mode
 }
 
-// clientKey resolves the key template for this request.
+// clientKey resolves the key template for this request, with the client
+// IP as its client network (see clientNet).
 func (c *RateLimit) clientKey(ex *exchange) string {
 	if c.keyPH != "" {
 		s, _ := ex.repl.GetString(c.keyPH)
+		if c.keyPH == clientIPPlaceholder {
+			return c.clientNet(s)
+		}
 		return s
 	}
-	return ex.repl.ReplaceAll(c.Key, "")
+	if !c.keyIP {
+		return ex.repl.ReplaceAll(c.Key, "")
+	}
+	s, _ := ex.repl.ReplaceFunc(c.Key, func(ph string, v any) (any, error) {
+		if ph == clientIPPlaceholder {
+			if ip, ok := v.(string); ok {
+				return c.clientNet(ip), nil
+			}
+		}
+		return v, nil
+	})
+	return s
+}
+
+// clientNet is the client an address stands for: an IPv6 address's
+// /IPv6Prefix network, an IPv4 address itself. The common IPv4 case is
+// returned as it is, without parsing or allocating.
+func (c *RateLimit) clientNet(ip string) string {
+	if strings.IndexByte(ip, ':') < 0 {
+		return ip
+	}
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Is4In6():
+		return a.Unmap().String()
+	}
+	p, err := a.WithZone("").Prefix(c.IPv6Prefix)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // budgets returns the budgets r spends: its route's (or its path's under
@@ -684,4 +750,13 @@ func (c *RateLimit) warnIfSpoofable(srv *caddyhttp.Server) {
 func hasTrustedProxiesField() bool {
 	f, ok := reflect.TypeOf(caddyhttp.Server{}).FieldByName("trustedProxies")
 	return ok && f.Type.Kind() == reflect.Interface
+}
+
+// ipv6Ident is IPv6Prefix where it changes what a budget means: not at the
+// default, so budgets kept across reloads (and in Redis) outlive upgrades.
+func (c *RateLimit) ipv6Ident() int {
+	if c.IPv6Prefix == defaultIPv6Prefix || !keyUsesClientIP(c.Key) {
+		return 0
+	}
+	return c.IPv6Prefix
 }

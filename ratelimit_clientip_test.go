@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -108,6 +109,85 @@ func TestRecipesThatTrustProxiesAreStrict(t *testing.T) {
 			if !strings.Contains(strings.Join(lines[start:end+1], "\n"), "trusted_proxies_strict") {
 				t.Errorf("%s:%d sets trusted_proxies without trusted_proxies_strict:\n%s", file, i+1, strings.Join(lines[start:end+1], "\n"))
 			}
+		}
+	}
+}
+
+// TestRateLimitIPv6ClientsCountPerPrefix: {client_ip} keys count an IPv6
+// address as its /ipv6_prefix network (default /64), so one host cannot
+// mint budgets by cycling addresses; IPv4 (mapped or not) counts per
+// address.
+func TestRateLimitIPv6ClientsCountPerPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		ips        []string // sent in order, one request each
+		want       []int
+	}{
+		{"one /64 shares a budget", "rate 2/1m",
+			[]string{"2001:db8:1:2::1", "2001:db8:1:2:aaaa::2", "2001:db8:1:2:ffff:ffff:ffff:ffff"}, []int{200, 200, 429}},
+		{"another /64 has its own", "rate 2/1m",
+			[]string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:3::1"}, []int{200, 200, 200}},
+		{"a zone does not make a new client", "rate 2/1m",
+			[]string{"fe80::1%eth0", "fe80::2%eth1", "fe80::3"}, []int{200, 200, 429}},
+		{"/48", "rate 2/1m\nipv6_prefix 48",
+			[]string{"2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:ffff::1"}, []int{200, 200, 429}},
+		{"128 counts each address", "rate 2/1m\nipv6_prefix 128",
+			[]string{"2001:db8:1:2::1", "2001:db8:1:2::1", "2001:db8:1:2::2"}, []int{200, 200, 200}},
+		{"IPv4 per address", "rate 1/1m",
+			[]string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}, []int{200, 200, 200}},
+		{"IPv4-mapped IPv6 is its IPv4 address", "rate 1/1m",
+			[]string{"::ffff:192.0.2.1", "192.0.2.1", "::ffff:192.0.2.2"}, []int{200, 429, 200}},
+		{"templates with client_ip are masked too", "rate 2/1m\nkey {http.vars.client_ip}|{http.request.header.X-Tenant}",
+			[]string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"}, []int{200, 200, 429}},
+		{"not an address: the value as it is", "rate 1/1m",
+			[]string{"not-an-ip", "not-an-ip:2", "not-an-ip:3"}, []int{200, 200, 200}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestRateLimit(t, tc.body, newFakeClock())
+			got := make([]int, len(tc.ips))
+			for i, ip := range tc.ips {
+				got[i] = hit(c, ip, "/x").status
+			}
+			if !equalInts(got, tc.want) {
+				t.Fatalf("statuses %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRateLimitIPv6PrefixCaddyfile(t *testing.T) {
+	c, err := parseRateLimit("rate 1/1m\nipv6_prefix 56")
+	if err != nil || c.IPv6Prefix != 56 {
+		t.Fatalf("ipv6_prefix 56: %v, %d", err, c.IPv6Prefix)
+	}
+	for _, bad := range []string{"ipv6_prefix 0", "ipv6_prefix 129", "ipv6_prefix -1", "ipv6_prefix x", "ipv6_prefix", "ipv6_prefix 64 65"} {
+		if _, err := parseRateLimit("rate 1/1m\n" + bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	ctx, cancel := newTestContext()
+	defer cancel()
+	for _, n := range []int{-1, 129} {
+		c := &RateLimit{Rate: &RateSpec{Events: 1, Window: 1e9}, IPv6Prefix: n}
+		if err := c.provision(&provisionEnv{Context: ctx, logger: zap.NewNop(), now: newFakeClock().now}); err == nil {
+			c.cleanup()
+			t.Errorf("ipv6_prefix %d provisioned", n)
+		}
+	}
+}
+
+// BenchmarkRateLimitDecideIPv6 is BenchmarkRateLimitDecide for an IPv6
+// client, whose key is its /64.
+func BenchmarkRateLimitDecideIPv6(b *testing.B) {
+	c := newTestRateLimit(b, "rate 1000000000/1s\nroute /nl-query/* 1000000000/1s\ntotal 1000000000/1s", newFakeClock())
+	c.now = time.Now
+	req := httptest.NewRequest(http.MethodGet, "/nl-query/run", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "2001:db8:1:2:3:4:5:6"}))
+	ex := &exchange{w: httptest.NewRecorder(), r: req, repl: caddyhttp.NewTestReplacer(req)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := c.decide(ex); d.Status != 0 {
+			b.Fatal(d)
 		}
 	}
 }

@@ -248,3 +248,26 @@ func TestRateLimitStrictProxiesIgnoreSpoofedForwardedFor(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitIPv6PrefixThroughTrustedProxy: IPv6 clients behind a trusted
+// proxy (strict) count per /64 by default, so addresses of one /64 share a
+// budget and another /64 has its own; with ipv6_prefix 128 every address
+// has its own.
+func TestRateLimitIPv6PrefixThroughTrustedProxy(t *testing.T) {
+	up := startUpstream(t)
+	strict := caddyOptions{Globals: "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t\ttrusted_proxies_strict\n\t}"}
+	s := startCaddy(t, rateLimitSite("rate 2/1m", up.Addr), strict)
+	via := func(client string) int { return s.Get("/x", "X-Forwarded-For", client).StatusCode }
+	got := []int{via("2001:db8:1:2::1"), via("2001:db8:1:2::a"), via("2001:db8:1:2:ffff::b"), via("2001:db8:1:3::1")}
+	if want := []int{200, 200, 429, 200}; !equalInts(got, want) {
+		t.Fatalf("default /64: %v, want %v", got, want)
+	}
+
+	if err := s.Reload(rateLimitSite("rate 2/1m\n\t\t\tipv6_prefix 128", up.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	got = []int{via("2001:db8:5:2::1"), via("2001:db8:5:2::a"), via("2001:db8:5:2::b"), via("2001:db8:5:2::b"), via("2001:db8:5:2::b")}
+	if want := []int{200, 200, 200, 200, 429}; !equalInts(got, want) {
+		t.Fatalf("ipv6_prefix 128: %v, want %v", got, want)
+	}
+}
