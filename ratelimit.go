@@ -170,6 +170,7 @@ const (
 	defaultStoreTimeout     = 50 * time.Millisecond
 	defaultMaxKeys          = 1_000_000
 	defaultIPv6Prefix       = 64
+	maxSFInteger            = 999_999_999_999_999 // RFC 9651 §3.3.1
 	memorySweepInterval     = 30 * time.Second
 	storeErrorLocal         = "local"
 	storeErrorAllow         = "allow"
@@ -466,6 +467,10 @@ func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
 	if spec.Events <= 0 {
 		return nil, fmt.Errorf("events must be positive, got %d", spec.Events)
 	}
+	// q and r go out as structured-field integers, at most 15 digits.
+	if spec.Events > maxSFInteger || burst > maxSFInteger {
+		return nil, fmt.Errorf("events and burst must be at most %d", maxSFInteger)
+	}
 	if spec.Window <= 0 {
 		return nil, fmt.Errorf("window must be positive, got %v", time.Duration(spec.Window))
 	}
@@ -486,23 +491,13 @@ func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
 	return l, nil
 }
 
-// sfStringBody makes s safe inside a structured-field string (RFC 9651
-// §3.3.3): printable ASCII, with " and \ escaped; other bytes become '?'.
+// sfStringBody is the policy name inside a structured-field string (RFC
+// 9651 §3.3.3): policyName, with " and \ escaped.
 func sfStringBody(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; {
-		case ch == '"' || ch == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(ch)
-		case ch < 0x20 || ch > 0x7e:
-			b.WriteByte('?')
-		default:
-			b.WriteByte(ch)
-		}
-	}
-	return b.String()
+	return sfEscaper.Replace(policyName(s))
 }
+
+var sfEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // singlePlaceholder reports whether tpl is exactly one placeholder, such as
 // {http.vars.client_ip}, and returns its name.
@@ -759,4 +754,22 @@ func (c *RateLimit) ipv6Ident() int {
 		return 0
 	}
 	return c.IPv6Prefix
+}
+
+// policyName is how a policy's name reads in the headers: itself, with
+// bytes a structured-field string cannot hold (outside printable ASCII)
+// shown as '?'.
+func policyName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] < 0x20 || b[j] > 0x7e {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
