@@ -583,7 +583,8 @@ func (c *RateLimit) clientNet(ip string) string {
 	if err != nil {
 		return ip
 	}
-	return p.String()
+	var buf [len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")]byte
+	return string(p.AppendTo(buf[:0])) // one allocation; p.String() makes two
 }
 
 // budgets returns the budgets r spends: its route's (or its path's under
