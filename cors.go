@@ -348,7 +348,7 @@ func (c *CORS) decide(ex *exchange) decision {
 			return c.preflight(ex, hdr, origin, allowed, acrm)
 		}
 	}
-	c.setActual(hdr, origin, allowed, options)
+	ex.cors = c.setActual(hdr, origin, allowed, options)
 	return allow
 }
 
@@ -366,7 +366,7 @@ func (c *CORS) originAllowed(origin string) bool {
 // request. The values share one fresh backing array, handed out as
 // capacity-limited one-element slices, so a later handler's append can
 // never write into another header's value or another request's.
-func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) {
+func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) *corsActual {
 	vary := "Origin"
 	if options {
 		vary = varyPreflight
@@ -375,20 +375,44 @@ func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) 
 		v := new([1]string)
 		v[0] = vary
 		addVary(hdr, v[0:1:1])
-		return
+		return nil
 	}
-	v := new([4]string)
+	a := new(corsActual)
+	v := &a.vals
 	v[0], v[1] = vary, origin
 	addVary(hdr, v[0:1:1])
-	hdr["Access-Control-Allow-Origin"] = v[1:2:2]
+	hdr[corsActualHeaders[0]] = v[1:2:2]
 	if c.Credentials {
 		v[2] = "true"
-		hdr["Access-Control-Allow-Credentials"] = v[2:3:3]
+		hdr[corsActualHeaders[1]] = v[2:3:3]
 	}
 	if c.exposeValue != "" {
 		v[3] = c.exposeValue
-		hdr["Access-Control-Expose-Headers"] = v[3:4:4]
+		hdr[corsActualHeaders[2]] = v[3:4:4]
 	}
+	copy(a.sent[:], v[1:])
+	return a
+}
+
+// corsActual is what setActual set for an allowed origin: Vary, then the
+// values of corsActualHeaders ("" for unset), and a copy of those values
+// that the security-headers writer checks the response against.
+type corsActual struct {
+	vals [4]string
+	sent [3]string
+}
+
+var corsActualHeaders = [...]string{
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
+}
+
+func corsActualIndex(k string) int {
+	for i, name := range corsActualHeaders {
+		if k == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // addVary adds the Vary value in one (a fresh one-element slice) to what hdr

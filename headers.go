@@ -396,67 +396,47 @@ type securityHeadersWriter struct {
 	id          string
 	tls         bool // send HSTS
 	wroteHeader bool
-	vals        []string  // this request's header values, see apply
-	buf         [9]string // room for the default set: ID + 7 + HSTS
-
-	// With cors configured, sechard's Access-Control-* headers are the only
-	// ones sent: an upstream's `*` or reflected Origin would otherwise grant
-	// reads, or give an allowed origin a second value browsers reject.
-	cors    bool
-	corsPtr [len(corsResponseHeaders)]*string // sechard's value slices, nil if unset
-	corsVal [len(corsResponseHeaders)]string
+	cors        bool        // cors is configured: see ownCORS
+	corsOwn     *corsActual // sechard's Access-Control-* values, if any
+	vals        []string    // this request's header values, see apply
+	buf         [9]string   // room for the default set: ID + 7 + HSTS
 }
 
-// corsResponseHeaders are the Access-Control-* headers the CORS stage sets.
-var corsResponseHeaders = [...]string{
-	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
-	"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age",
-}
-
-// ownCORS records the Access-Control-* headers the CORS stage has just set
-// as the only ones the response may carry.
-func (sw *securityHeadersWriter) ownCORS() {
-	sw.cors = true
-	h := sw.ResponseWriter.Header()
-	for i, k := range corsResponseHeaders {
-		if v := h[k]; len(v) == 1 {
-			sw.corsPtr[i], sw.corsVal[i] = &v[0], v[0]
-		}
-	}
+// ownCORS makes the Access-Control-* headers the CORS stage set on a
+// request it passed on (own, nil for none) the only ones the response may
+// carry: an upstream's `*` or reflected Origin would otherwise grant reads,
+// or give an allowed origin a second value, which browsers reject.
+func (sw *securityHeadersWriter) ownCORS(own *corsActual) {
+	sw.cors, sw.corsOwn = true, own
 }
 
 // reassertCORS removes every Access-Control-* header but sechard's, and
-// puts sechard's back where they were changed.
+// puts sechard's back where they were replaced, added to or edited.
 func (sw *securityHeadersWriter) reassertCORS(h http.Header) {
-	restore := false
+	own, restore := sw.corsOwn, false
 	for k, cur := range h {
-		if len(k) < len("Access-Control-") || !strings.EqualFold(k[:len("Access-Control-")], "Access-Control-") {
+		if len(k) < len(acPrefix) || !strings.EqualFold(k[:len(acPrefix)], acPrefix) {
 			continue
 		}
-		i := corsHeaderIndex(k)
-		if i >= 0 && sw.corsPtr[i] != nil && len(cur) == 1 && &cur[0] == sw.corsPtr[i] && cur[0] == sw.corsVal[i] {
-			continue
+		if i := corsActualIndex(k); own != nil && i >= 0 && own.sent[i] != "" {
+			if len(cur) == 1 && &cur[0] == &own.vals[i+1] && cur[0] == own.sent[i] {
+				continue
+			}
+			restore = true
 		}
 		delete(h, k)
-		restore = restore || i >= 0 && sw.corsPtr[i] != nil
 	}
 	if restore {
-		for i, p := range sw.corsPtr {
-			if k := corsResponseHeaders[i]; p != nil && h[k] == nil {
-				h[k] = []string{sw.corsVal[i]}
+		for i, k := range corsActualHeaders {
+			if own.sent[i] != "" && h[k] == nil {
+				own.vals[i+1] = own.sent[i]
+				h[k] = own.vals[i+1 : i+2 : i+2]
 			}
 		}
 	}
 }
 
-func corsHeaderIndex(k string) int {
-	for i, name := range corsResponseHeaders {
-		if k == name {
-			return i
-		}
-	}
-	return -1
-}
+const acPrefix = "Access-Control-"
 
 // reassert puts the edge's headers back where the next handler changed them
 // (replaced, added a second value, or edited in place) and strips the

@@ -133,11 +133,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	ex.w = sw
 
 	if h.CORS != nil {
-		d := h.CORS.decide(ex)
-		sw.ownCORS() // 3. SEC-04, the only source of Access-Control-* headers
+		d := h.CORS.decide(ex) // 3. SEC-04
 		if done, err := h.conclude(ex, "cors", h.CORS.mode(), d); done {
 			return err
 		}
+		sw.ownCORS(ex.cors) // the only source of Access-Control-* headers from here on
 	}
 	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decide(ex)); done {
 		return err // 4. SEC-09: before auth, so credential floods never reach the verifier
@@ -155,6 +155,7 @@ type exchange struct {
 	r         *http.Request
 	repl      *caddy.Replacer
 	requestID string
+	cors      *corsActual // the CORS headers set for an allowed origin
 }
 
 // decision is what a stage says about a request: go on (the zero value),
