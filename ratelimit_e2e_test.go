@@ -209,6 +209,10 @@ func TestRateLimitWarnsAboutTrustedProxiesWithoutStrict(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startCaddy(t, rateLimitSite("rate 100/1m", up.Addr), caddyOptions{Globals: tc.globals})
+			// Provisioned inside its server, sechard sees the settings at load.
+			if n := spoofWarnings(s); n != tc.want {
+				t.Fatalf("%d spoofable-client-IP warnings at load, want %d; logs:\n%s", n, tc.want, s.Logs())
+			}
 			for i := range 3 {
 				if st := s.Get("/x", "X-Forwarded-For", fmt.Sprintf("6.6.6.%d, 198.51.100.77", i)).StatusCode; st != 200 {
 					t.Fatalf("status %d", st)
