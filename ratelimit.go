@@ -743,11 +743,6 @@ func (c *RateLimit) warnIfSpoofable(srv *caddyhttp.Server) {
 		zap.String("key", c.Key), zap.String("server", srv.Name()))
 }
 
-func hasTrustedProxiesField() bool {
-	f, ok := reflect.TypeOf(caddyhttp.Server{}).FieldByName("trustedProxies")
-	return ok && f.Type.Kind() == reflect.Interface
-}
-
 // ipv6Ident is IPv6Prefix where it changes what a budget means: not at the
 // default, so budgets kept across reloads (and in Redis) outlive upgrades.
 func (c *RateLimit) ipv6Ident() int {
