@@ -192,3 +192,18 @@ func BenchmarkRateLimitDecideIPv6(b *testing.B) {
 		}
 	}
 }
+
+// TestRateLimitRedisIPv6ClientsCountPerPrefix: the Redis store gets the
+// same client key as the memory store, an IPv6 client's /64.
+func TestRateLimitRedisIPv6ClientsCountPerPrefix(t *testing.T) {
+	r := startRedis(t)
+	c, _ := newRedisRateLimit(t, "rate 2/1m\nstore redis "+r.URL, nil)
+	got := []int{hit(c, "2001:db8:7:1::1", "/x").status, hit(c, "2001:db8:7:1::2", "/x").status,
+		hit(c, "2001:db8:7:1::3", "/x").status, hit(c, "2001:db8:7:2::1", "/x").status}
+	if want := []int{200, 200, 429, 200}; !equalInts(got, want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+	if n, err := inspect(t, r.Addr).DBSize(context.Background()).Result(); err != nil || n != 2 {
+		t.Fatalf("Redis holds %d keys (%v), want 2: one per /64", n, err)
+	}
+}
