@@ -22,7 +22,8 @@ import (
 // An allowed origin is echoed in `Access-Control-Allow-Origin` (never `*`)
 // on every response, including sechard's own 401/403/429 refusals and
 // `handle_errors` responses, so browser code can read them. Every response
-// carries `Vary: Origin`.
+// carries `Vary: Origin`. sechard is the only source of `Access-Control-*`
+// response headers: those an upstream or a later handler sets are removed.
 type CORS struct {
 	// The origins allowed to read responses, each `http(s)://host[:port]`.
 	// An element may hold several origins separated by commas. Entries are
@@ -347,7 +348,10 @@ func (c *CORS) decide(ex *exchange) decision {
 			return c.preflight(ex, hdr, origin, allowed, acrm)
 		}
 	}
-	c.setActual(hdr, origin, allowed, options)
+	ex.cors = c.setActual(hdr, origin, allowed, options)
+	if sw, ok := ex.w.(*securityHeadersWriter); ok {
+		sw.ownCORS(ex.cors) // the only source of Access-Control-* headers from here on
+	}
 	return allow
 }
 
@@ -365,7 +369,7 @@ func (c *CORS) originAllowed(origin string) bool {
 // request. The values share one fresh backing array, handed out as
 // capacity-limited one-element slices, so a later handler's append can
 // never write into another header's value or another request's.
-func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) {
+func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) *corsActual {
 	vary := "Origin"
 	if options {
 		vary = varyPreflight
@@ -374,20 +378,44 @@ func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) 
 		v := new([1]string)
 		v[0] = vary
 		addVary(hdr, v[0:1:1])
-		return
+		return nil
 	}
-	v := new([4]string)
+	a := new(corsActual)
+	v := &a.vals
 	v[0], v[1] = vary, origin
 	addVary(hdr, v[0:1:1])
-	hdr["Access-Control-Allow-Origin"] = v[1:2:2]
+	hdr[corsActualHeaders[0]] = v[1:2:2]
 	if c.Credentials {
 		v[2] = "true"
-		hdr["Access-Control-Allow-Credentials"] = v[2:3:3]
+		hdr[corsActualHeaders[1]] = v[2:3:3]
 	}
 	if c.exposeValue != "" {
 		v[3] = c.exposeValue
-		hdr["Access-Control-Expose-Headers"] = v[3:4:4]
+		hdr[corsActualHeaders[2]] = v[3:4:4]
 	}
+	copy(a.sent[:], v[1:])
+	return a
+}
+
+// corsActual is what setActual set for an allowed origin: Vary, then the
+// values of corsActualHeaders ("" for unset), and a copy of those values
+// that the security-headers writer checks the response against.
+type corsActual struct {
+	vals [4]string
+	sent [3]string
+}
+
+var corsActualHeaders = [...]string{
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
+}
+
+func corsActualIndex(k string) int {
+	for i, name := range corsActualHeaders {
+		if k == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // addVary adds the Vary value in one (a fresh one-element slice) to what hdr

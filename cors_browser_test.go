@@ -45,6 +45,13 @@ func TestCORSInRealBrowser(t *testing.T) {
 
 	up := startUpstream(t)
 	up.Handler = func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/star": // a permissive upstream; sechard must not let it speak
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+		case "/v1/reflect":
+			w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+			w.Header().Set("Access-Control-Allow-Credentials", "true")
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Not-Exposed", "secret")
 		json.NewEncoder(w).Encode(map[string]string{
@@ -162,6 +169,24 @@ http://127.0.0.1:%[3]d {
 		res := run(t, evilPage.URL, plainAPI+"/v1/public", `{}`)
 		if res.OK || !strings.HasPrefix(res.Error, "TypeError") {
 			t.Fatalf("fetch from a disallowed origin: %+v", res)
+		}
+	})
+	t.Run("disallowed origin cannot read a simple GET whose upstream sends *", func(t *testing.T) {
+		res := run(t, evilPage.URL, plainAPI+"/v1/star", `{}`)
+		if res.OK || !strings.HasPrefix(res.Error, "TypeError") {
+			t.Fatalf("fetch from a disallowed origin: %+v", res)
+		}
+	})
+	t.Run("allowed origin reads a GET whose upstream sends *", func(t *testing.T) {
+		res := run(t, allowedPage.URL, plainAPI+"/v1/star", `{}`)
+		if !res.OK || res.Status != 200 {
+			t.Fatalf("fetch from the allowed origin: %+v", res)
+		}
+	})
+	t.Run("credentials: disallowed origin cannot read when the upstream reflects Origin", func(t *testing.T) {
+		res := run(t, evilPage.URL, credAPI+"/v1/reflect", `{credentials: "include"}`)
+		if res.OK || !strings.HasPrefix(res.Error, "TypeError") {
+			t.Fatalf("credentialed fetch from a disallowed origin: %+v", res)
 		}
 	})
 	t.Run("credentials: allowed origin sends the cookie and reads the response", func(t *testing.T) {

@@ -258,3 +258,59 @@ func TestCORSEndToEndConfigErrors(t *testing.T) {
 		t.Fatalf("caddy run with a rejected strict origin: exited=%v code=%d", exited, code)
 	}
 }
+
+// TestCORSUpstreamHeadersDoNotPassThrough: an upstream that sends
+// `Access-Control-Allow-Origin: *` or reflects Origin, with credentials,
+// grants nothing through sechard: a disallowed origin gets no
+// Access-Control-* header at all, an allowed one exactly sechard's.
+func TestCORSUpstreamHeadersDoNotPassThrough(t *testing.T) {
+	up := startUpstream(t)
+	up.Handler = func(w http.ResponseWriter, r *http.Request) {
+		acao := "*"
+		if strings.HasPrefix(r.URL.Path, "/reflect") {
+			acao = r.Header.Get("Origin")
+		}
+		w.Header().Set("Access-Control-Allow-Origin", acao)
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Access-Control-Expose-Headers", "X-Secret")
+		fmt.Fprint(w, "upstream ok")
+	}
+	s := startCaddy(t, `http://127.0.0.1:{PORT} {
+	sechard {
+		cors {
+			origins https://app.example.com
+			credentials
+		}
+	}
+	reverse_proxy `+up.Addr+`
+}`)
+	for _, path := range []string{"/star", "/reflect"} {
+		for _, origin := range []string{"https://evil.example", "https://app.example.com"} {
+			resp := s.Get(path, "Origin", origin)
+			var got []string
+			for k, v := range resp.Header {
+				if strings.HasPrefix(k, "Access-Control-") {
+					got = append(got, k+": "+strings.Join(v, " | "))
+				}
+			}
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s from %s: status %d", path, origin, resp.StatusCode)
+			}
+			if origin == "https://evil.example" {
+				if len(got) != 0 {
+					t.Errorf("%s from disallowed %s: %q, want no Access-Control-* header", path, origin, got)
+				}
+				continue
+			}
+			if v := resp.Header.Values("Access-Control-Allow-Origin"); len(v) != 1 || v[0] != origin {
+				t.Errorf("%s from allowed %s: Access-Control-Allow-Origin %q, want exactly [%q]", path, origin, v, origin)
+			}
+			if v := resp.Header.Values("Access-Control-Allow-Credentials"); len(v) != 1 || v[0] != "true" {
+				t.Errorf("%s from allowed %s: Access-Control-Allow-Credentials %q", path, origin, v)
+			}
+			if v := resp.Header.Values("Access-Control-Expose-Headers"); len(v) != 1 || strings.Contains(v[0], "X-Secret") {
+				t.Errorf("%s from allowed %s: Access-Control-Expose-Headers %q, want sechard's only", path, origin, v)
+			}
+		}
+	}
+}

@@ -483,3 +483,75 @@ func TestCORSNilStageIsOff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCORSNextHandlersAccessControlHeadersAreReplaced: sechard is the only
+// source of Access-Control-* response headers. Whatever the next handler
+// (an upstream, through reverse_proxy) sets, adds or edits, the response
+// carries sechard's values only, and none at all for a disallowed origin.
+func TestCORSNextHandlersAccessControlHeadersAreReplaced(t *testing.T) {
+	h := provisionedHandler(t, &Handler{CORS: &CORS{Origins: []string{appOrigin}, Credentials: true}})
+	upstreams := map[string]func(w http.ResponseWriter, r *http.Request){
+		"star": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("Access-Control-Allow-Origin", "*")
+			w.Header().Add("Access-Control-Allow-Credentials", "true")
+		},
+		"reflect": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+			w.Header().Add("Access-Control-Allow-Credentials", "true")
+			w.Header().Add("Access-Control-Expose-Headers", "X-Secret")
+			w.Header()["access-control-allow-methods"] = []string{"DELETE"} // not canonical
+			w.Header().Set("Access-Control-Custom", "x")
+		},
+		"edit in place": func(w http.ResponseWriter, r *http.Request) {
+			if v := w.Header()["Access-Control-Allow-Origin"]; len(v) == 1 {
+				v[0] = "*"
+			}
+			w.Header().Set("Access-Control-Allow-Credentials", "TRUE")
+		},
+	}
+	for name, up := range upstreams {
+		for _, origin := range []string{appOrigin, "https://evil.example"} {
+			t.Run(name+" "+origin, func(t *testing.T) {
+				r, _ := newTestRequest("Origin", origin)
+				w := serveTest(t, h, r, func(w http.ResponseWriter, r *http.Request) error {
+					up(w, r)
+					w.WriteHeader(http.StatusOK)
+					return nil
+				})
+				var got []string
+				for k, v := range w.Header() {
+					if strings.HasPrefix(strings.ToLower(k), "access-control-") {
+						got = append(got, k+": "+strings.Join(v, " | "))
+					}
+				}
+				if origin == appOrigin {
+					requireExactHeaders(t, w.Header(), map[string]string{
+						"Access-Control-Allow-Origin":      appOrigin,
+						"Access-Control-Allow-Credentials": "true",
+						"Access-Control-Expose-Headers":    defaultExpose,
+					})
+					if len(got) != 3 {
+						t.Errorf("Access-Control-* headers %q, want sechard's three", got)
+					}
+				} else if len(got) != 0 {
+					t.Errorf("disallowed origin got Access-Control-* headers %q, want none", got)
+				}
+			})
+		}
+	}
+}
+
+// TestCORSOffLeavesAccessControlHeadersAlone: without a cors block, sechard
+// is not the CORS authority and passes the upstream's headers through.
+func TestCORSOffLeavesAccessControlHeadersAlone(t *testing.T) {
+	h := provisionedHandler(t, new(Handler))
+	r, _ := newTestRequest("Origin", appOrigin)
+	w := serveTest(t, h, r, func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	if got := w.Header().Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "*" {
+		t.Fatalf("Access-Control-Allow-Origin %q, want the upstream's", got)
+	}
+}

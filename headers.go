@@ -339,7 +339,7 @@ func containsString(list []string, s string) bool {
 // apply sets the request-ID and security headers on w and returns the
 // writer the rest of the chain writes to, which asserts them again when the
 // response header is written.
-func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) http.ResponseWriter {
+func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) *securityHeadersWriter {
 	if c == nil {
 		c = offSecurityHeaders
 	}
@@ -396,9 +396,47 @@ type securityHeadersWriter struct {
 	id          string
 	tls         bool // send HSTS
 	wroteHeader bool
-	vals        []string  // this request's header values, see apply
-	buf         [9]string // room for the default set: ID + 7 + HSTS
+	cors        bool        // cors is configured: see ownCORS
+	corsOwn     *corsActual // sechard's Access-Control-* values, if any
+	vals        []string    // this request's header values, see apply
+	buf         [9]string   // room for the default set: ID + 7 + HSTS
 }
+
+// ownCORS makes the Access-Control-* headers the CORS stage set on a
+// request it passed on (own, nil for none) the only ones the response may
+// carry: an upstream's `*` or reflected Origin would otherwise grant reads,
+// or give an allowed origin a second value, which browsers reject.
+func (sw *securityHeadersWriter) ownCORS(own *corsActual) {
+	sw.cors, sw.corsOwn = true, own
+}
+
+// reassertCORS removes every Access-Control-* header but sechard's, and
+// puts sechard's back where they were replaced, added to or edited.
+func (sw *securityHeadersWriter) reassertCORS(h http.Header) {
+	own, restore := sw.corsOwn, false
+	for k, cur := range h {
+		if len(k) < len(acPrefix) || !strings.EqualFold(k[:len(acPrefix)], acPrefix) {
+			continue
+		}
+		if i := corsActualIndex(k); own != nil && i >= 0 && own.sent[i] != "" {
+			if len(cur) == 1 && &cur[0] == &own.vals[i+1] && cur[0] == own.sent[i] {
+				continue
+			}
+			restore = true
+		}
+		delete(h, k)
+	}
+	if restore {
+		for i, k := range corsActualHeaders {
+			if own.sent[i] != "" && h[k] == nil {
+				own.vals[i+1] = own.sent[i]
+				h[k] = own.vals[i+1 : i+2 : i+2]
+			}
+		}
+	}
+}
+
+const acPrefix = "Access-Control-"
 
 // reassert puts the edge's headers back where the next handler changed them
 // (replaced, added a second value, or edited in place) and strips the
@@ -424,6 +462,9 @@ func (sw *securityHeadersWriter) reassert() {
 	}
 	if sw.tls {
 		put(len(v)-1, "Strict-Transport-Security", c.hsts)
+	}
+	if sw.cors {
+		sw.reassertCORS(h)
 	}
 }
 

@@ -183,6 +183,7 @@ type exchange struct {
 	r         *http.Request
 	repl      *caddy.Replacer
 	requestID string
+	cors      *corsActual // the CORS headers set for an allowed origin
 }
 
 // decision is what a stage says about a request: go on (the zero value),

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"path"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,9 +37,18 @@ type RateLimit struct {
 	// Key is a placeholder template that identifies the client. Default:
 	// `{http.vars.client_ip}` (the Caddyfile's `{client_ip}`), which
 	// honours the server's `trusted_proxies`; behind a CDN, configure
-	// `trusted_proxies` rather than keying on `{remote_host}`, or every
-	// user shares the CDN's budget.
+	// `trusted_proxies` with `trusted_proxies_strict` rather than keying on
+	// `{remote_host}`, or every user shares the CDN's budget. Without
+	// strict, clients choose their own address (a warning is logged).
 	Key string `json:"key,omitempty"`
+
+	// IPv6Prefix is how many leading bits of an IPv6 client address name
+	// the client when the key uses `{client_ip}`: every address in one
+	// /IPv6Prefix network shares a budget, so a host holding a /64 cannot
+	// mint budgets by cycling addresses. 1 to 128; 128 counts each address
+	// on its own. IPv4 addresses (IPv4-mapped IPv6 included) always count
+	// one each. Default: 64.
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 
 	// Rate is the default limit, applied per client to each distinct path
 	// that no route matches. Without it, such paths are limited only by
@@ -93,6 +105,7 @@ type RateLimit struct {
 	deflt     *compiledLimit
 	total     *compiledLimit
 	keyPH     string // the key template when it is exactly one placeholder
+	keyIP     bool   // the key template uses the client IP
 	mem       *memoryStore
 	memKey    string
 	redis     *redisStore
@@ -103,6 +116,10 @@ type RateLimit struct {
 	cfgDigest string // identifies the limits in Redis keys
 	metrics   *handlerMetrics
 	untrack   func() // stops counting mem in sechard_ratelimit_memory_keys
+
+	// proxyCheck, when provisioning could not see the server, is true until
+	// the first request has checked its proxy settings.
+	proxyCheck *atomic.Bool
 }
 
 // RateSpec is a limit: Events requests per Window, with a burst.
@@ -148,9 +165,12 @@ type budget struct {
 
 // Defaults.
 const (
-	defaultRateLimitKey     = "{http.vars.client_ip}"
+	clientIPPlaceholder     = "http.vars.client_ip"
+	defaultRateLimitKey     = "{" + clientIPPlaceholder + "}"
 	defaultStoreTimeout     = 50 * time.Millisecond
 	defaultMaxKeys          = 1_000_000
+	defaultIPv6Prefix       = 64
+	maxSFInteger            = 999_999_999_999_999 // RFC 9651 §3.3.1
 	memorySweepInterval     = 30 * time.Second
 	storeErrorLocal         = "local"
 	storeErrorAllow         = "allow"
@@ -176,6 +196,18 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			c.Key = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "ipv6_prefix":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 || n > 128 {
+				return d.Errf("ipv6_prefix must be an integer from 1 to 128, got %q", d.Val())
+			}
+			c.IPv6Prefix = n
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -328,6 +360,12 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	if c.MaxKeys == 0 {
 		c.MaxKeys = defaultMaxKeys
 	}
+	if c.IPv6Prefix == 0 {
+		c.IPv6Prefix = defaultIPv6Prefix
+	}
+	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
+		return fmt.Errorf("ipv6_prefix must be from 1 to 128, got %d", c.IPv6Prefix)
+	}
 	if c.MaxKeys < 0 {
 		return fmt.Errorf("max_keys must be positive")
 	}
@@ -344,6 +382,14 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	}
 	if ph, ok := singlePlaceholder(c.Key); ok {
 		c.keyPH = ph
+	}
+	if c.keyIP = keyUsesClientIP(c.Key); c.keyIP {
+		if srv, ok := env.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+			c.warnIfSpoofable(srv)
+		} else {
+			c.proxyCheck = new(atomic.Bool)
+			c.proxyCheck.Store(true)
+		}
 	}
 
 	var err error
@@ -374,12 +420,13 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	// budget means: the key template and the limits. Changing any of them
 	// starts every budget afresh.
 	ident, _ := json.Marshal(struct {
-		Key     string
-		Rate    *RateSpec
-		Routes  []RouteLimit
-		Total   *RateSpec
-		MaxKeys int
-	}{c.Key, c.Rate, c.Routes, c.Total, c.MaxKeys})
+		Key        string
+		IPv6Prefix int `json:",omitempty"` // omitted at the default: budgets survive the upgrade
+		Rate       *RateSpec
+		Routes     []RouteLimit
+		Total      *RateSpec
+		MaxKeys    int
+	}{c.Key, c.ipv6Ident(), c.Rate, c.Routes, c.Total, c.MaxKeys})
 	c.cfgDigest = shortDigest(string(ident))
 	c.memKey = "memory:" + string(ident)
 	now := env.now
@@ -418,6 +465,10 @@ func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
 	if spec.Events <= 0 {
 		return nil, fmt.Errorf("events must be positive, got %d", spec.Events)
 	}
+	// q and r go out as structured-field integers, at most 15 digits.
+	if spec.Events > maxSFInteger || burst > maxSFInteger {
+		return nil, fmt.Errorf("events and burst must be at most %d", maxSFInteger)
+	}
 	if spec.Window <= 0 {
 		return nil, fmt.Errorf("window must be positive, got %v", time.Duration(spec.Window))
 	}
@@ -438,23 +489,13 @@ func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
 	return l, nil
 }
 
-// sfStringBody makes s safe inside a structured-field string (RFC 9651
-// §3.3.3): printable ASCII, with " and \ escaped; other bytes become '?'.
+// sfStringBody is the policy name inside a structured-field string (RFC
+// 9651 §3.3.3): policyName, with " and \ escaped.
 func sfStringBody(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; {
-		case ch == '"' || ch == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(ch)
-		case ch < 0x20 || ch > 0x7e:
-			b.WriteByte('?')
-		default:
-			b.WriteByte(ch)
-		}
-	}
-	return b.String()
+	return sfEscaper.Replace(policyName(s))
 }
+
+var sfEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // singlePlaceholder reports whether tpl is exactly one placeholder, such as
 // {http.vars.client_ip}, and returns its name.
@@ -498,13 +539,50 @@ func (c *RateLimit) mode() string {
 	return c.Mode
 }
 
-// clientKey resolves the key template for this request.
+// clientKey resolves the key template for this request, with the client
+// IP as its client network (see clientNet).
 func (c *RateLimit) clientKey(ex *exchange) string {
 	if c.keyPH != "" {
 		s, _ := ex.repl.GetString(c.keyPH)
+		if c.keyPH == clientIPPlaceholder {
+			return c.clientNet(s)
+		}
 		return s
 	}
-	return ex.repl.ReplaceAll(c.Key, "")
+	if !c.keyIP {
+		return ex.repl.ReplaceAll(c.Key, "")
+	}
+	s, _ := ex.repl.ReplaceFunc(c.Key, func(ph string, v any) (any, error) {
+		if ph == clientIPPlaceholder {
+			if ip, ok := v.(string); ok {
+				return c.clientNet(ip), nil
+			}
+		}
+		return v, nil
+	})
+	return s
+}
+
+// clientNet is the client an address stands for: an IPv6 address's
+// /IPv6Prefix network, an IPv4 address itself. The common IPv4 case is
+// returned as it is, without parsing or allocating.
+func (c *RateLimit) clientNet(ip string) string {
+	if strings.IndexByte(ip, ':') < 0 {
+		return ip
+	}
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Is4In6():
+		return a.Unmap().String()
+	}
+	p, err := a.WithZone("").Prefix(c.IPv6Prefix)
+	if err != nil {
+		return ip
+	}
+	var buf [len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")]byte
+	return string(p.AppendTo(buf[:0])) // one allocation; p.String() makes two
 }
 
 // budgets returns the budgets r spends: its route's (or its path's under
@@ -544,6 +622,11 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	bs := c.budgets(ex.r, &arr)
 	if len(bs) == 0 {
 		return allow
+	}
+	if c.proxyCheck != nil && c.proxyCheck.Load() && c.proxyCheck.CompareAndSwap(true, false) {
+		if srv, ok := ex.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+			c.warnIfSpoofable(srv)
+		}
 	}
 	client := c.clientKey(ex)
 	now := c.now()
@@ -627,4 +710,60 @@ func ceilSeconds(ns int64) int64 {
 		return 0
 	}
 	return (ns + int64(time.Second) - 1) / int64(time.Second)
+}
+
+// keyUsesClientIP reports whether a key template contains the client IP,
+// which Caddy may take from X-Forwarded-For.
+func keyUsesClientIP(key string) bool {
+	return strings.Contains(key, "{"+clientIPPlaceholder+"}") || strings.Contains(key, "{client_ip}")
+}
+
+// serverTrustsProxies reports whether srv reads client addresses from
+// trusted proxies' headers. Caddy zeroes TrustedProxiesRaw once it has
+// loaded the source, and keeps the source unexported, hence the reflection.
+func serverTrustsProxies(srv *caddyhttp.Server) bool {
+	if srv.TrustedProxiesRaw != nil || srv.TrustedProxiesUnix {
+		return true
+	}
+	f := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
+	return f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil()
+}
+
+// warnIfSpoofable logs that clients choose their own key when the server
+// trusts proxies without trusted_proxies_strict.
+func (c *RateLimit) warnIfSpoofable(srv *caddyhttp.Server) {
+	if srv == nil || srv.TrustedProxiesStrict > 0 || !serverTrustsProxies(srv) {
+		return
+	}
+	c.logger.Warn("the rate-limit key uses the client IP and the server trusts proxies without trusted_proxies_strict: "+
+		"clients can spoof the left-most X-Forwarded-For value and get a fresh budget per request; "+
+		"set trusted_proxies_strict in the server options",
+		zap.String("key", c.Key), zap.String("server", srv.Name()))
+}
+
+// ipv6Ident is IPv6Prefix where it changes what a budget means: not at the
+// default, so budgets kept across reloads (and in Redis) outlive upgrades.
+func (c *RateLimit) ipv6Ident() int {
+	if c.IPv6Prefix == defaultIPv6Prefix || !keyUsesClientIP(c.Key) {
+		return 0
+	}
+	return c.IPv6Prefix
+}
+
+// policyName is how a policy's name reads in the headers: itself, with
+// bytes a structured-field string cannot hold (outside printable ASCII)
+// shown as '?'.
+func policyName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] < 0x20 || b[j] > 0x7e {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

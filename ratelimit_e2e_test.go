@@ -191,3 +191,98 @@ func TestRateLimit429KeepsRequestIDSecurityAndCORSHeaders(t *testing.T) {
 		t.Fatalf("upstream saw %d requests, want 1", up.Count())
 	}
 }
+
+// spoofWarnings counts sechard's warnings about a spoofable client IP.
+func spoofWarnings(s *caddyServer) int {
+	n := 0
+	for _, e := range s.LogEntries() {
+		msg, _ := e["msg"].(string)
+		if e["level"] == "warn" && strings.Contains(msg, "trusted_proxies_strict") && strings.Contains(msg, "X-Forwarded-For") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRateLimitWarnsAboutTrustedProxiesWithoutStrict: keyed on {client_ip}
+// behind trusted proxies without trusted_proxies_strict, a client picks its
+// own key (the left-most X-Forwarded-For value). sechard logs exactly one
+// warning saying so, and none with strict on.
+func TestRateLimitWarnsAboutTrustedProxiesWithoutStrict(t *testing.T) {
+	up := startUpstream(t)
+	for _, tc := range []struct {
+		name    string
+		globals string
+		want    int
+	}{
+		{"not strict", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t}", 1},
+		{"strict", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t\ttrusted_proxies_strict\n\t}", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startCaddy(t, rateLimitSite("rate 100/1m", up.Addr), caddyOptions{Globals: tc.globals})
+			// Provisioned inside its server, sechard sees the settings at load.
+			if n := spoofWarnings(s); n != tc.want {
+				t.Fatalf("%d spoofable-client-IP warnings at load, want %d; logs:\n%s", n, tc.want, s.Logs())
+			}
+			for i := range 3 {
+				if st := s.Get("/x", "X-Forwarded-For", fmt.Sprintf("6.6.6.%d, 198.51.100.77", i)).StatusCode; st != 200 {
+					t.Fatalf("status %d", st)
+				}
+			}
+			if n := spoofWarnings(s); n != tc.want {
+				t.Fatalf("%d spoofable-client-IP warnings, want %d; logs:\n%s", n, tc.want, s.Logs())
+			}
+		})
+	}
+}
+
+// TestRateLimitStrictProxiesIgnoreSpoofedForwardedFor: the recipe's
+// trusted_proxies_strict makes {client_ip} the address the trusted proxy
+// saw (the right-most untrusted one), so a client varying the left-most
+// X-Forwarded-For value still spends one budget. Without strict, Caddy
+// takes the left-most value and each spoofed address is a fresh budget.
+func TestRateLimitStrictProxiesIgnoreSpoofedForwardedFor(t *testing.T) {
+	up := startUpstream(t)
+	for _, tc := range []struct {
+		name    string
+		globals string
+		want    []int
+	}{
+		{"strict", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t\ttrusted_proxies_strict\n\t}", []int{200, 200, 200, 429}},
+		{"not strict (spoofable)", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t}", []int{200, 200, 200, 200}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startCaddy(t, rateLimitSite("rate 3/1m", up.Addr), caddyOptions{Globals: tc.globals})
+			got := make([]int, 4)
+			for i := range got {
+				got[i] = s.Get("/x", "X-Forwarded-For", fmt.Sprintf("6.6.6.%d, 198.51.100.77", i)).StatusCode
+			}
+			if !equalInts(got, tc.want) {
+				t.Fatalf("statuses %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRateLimitIPv6PrefixThroughTrustedProxy: IPv6 clients behind a trusted
+// proxy (strict) count per /64 by default, so addresses of one /64 share a
+// budget and another /64 has its own; with ipv6_prefix 128 every address
+// has its own.
+func TestRateLimitIPv6PrefixThroughTrustedProxy(t *testing.T) {
+	up := startUpstream(t)
+	strict := caddyOptions{Globals: "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t\ttrusted_proxies_strict\n\t}"}
+	s := startCaddy(t, rateLimitSite("rate 2/1m", up.Addr), strict)
+	via := func(client string) int { return s.Get("/x", "X-Forwarded-For", client).StatusCode }
+	got := []int{via("2001:db8:1:2::1"), via("2001:db8:1:2::a"), via("2001:db8:1:2:ffff::b"), via("2001:db8:1:3::1")}
+	if want := []int{200, 200, 429, 200}; !equalInts(got, want) {
+		t.Fatalf("default /64: %v, want %v", got, want)
+	}
+
+	if err := s.Reload(rateLimitSite("rate 2/1m\n\t\t\tipv6_prefix 128", up.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	got = []int{via("2001:db8:5:2::1"), via("2001:db8:5:2::a"), via("2001:db8:5:2::b"), via("2001:db8:5:2::b"), via("2001:db8:5:2::b")}
+	if want := []int{200, 200, 200, 200, 429}; !equalInts(got, want) {
+		t.Fatalf("ipv6_prefix 128: %v, want %v", got, want)
+	}
+}
