@@ -414,6 +414,22 @@ func TestCaddyfileExampleServes(t *testing.T) {
 		!strings.Contains(readBody(resp), `"request_id": "`+resp.Header.Get("X-Request-ID")+`"`) {
 		t.Errorf("no credentials: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), readBody(resp))
 	}
+	// The token service: the demo key is traded for a token, which works.
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope=nl-query:read"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("BI_API_KEY", key)
+	var issued struct {
+		AccessToken string `json:"access_token"`
+		Scope       string `json:"scope"`
+	}
+	if resp := s.Do(req); resp.StatusCode != 200 || json.Unmarshal([]byte(readBody(resp)), &issued) != nil || issued.Scope != "nl-query:read" {
+		t.Fatalf("token exchange: %d %+v", resp.StatusCode, issued)
+	}
+	resp = s.Get("/nl-query/q", "Authorization", "Bearer "+issued.AccessToken)
+	if body := readBody(resp); resp.StatusCode != 200 || !strings.Contains(body, `"auth_method": "jwt"`) || !strings.Contains(body, `"subject": "BI_API_KEY"`) {
+		t.Errorf("issued token: %d %s", resp.StatusCode, body)
+	}
+
 	// paths: an encoded walk past `public /healthz` is refused, not served.
 	if resp, body := rawGet(t, s, "/nl-query/..%2Fhealthz"); resp.StatusCode != 400 || !strings.Contains(body, `"error": "Bad Request"`) {
 		t.Errorf("ambiguous path: %d %s", resp.StatusCode, body)
@@ -436,7 +452,7 @@ func TestCaddyfileExampleServes(t *testing.T) {
 	}
 
 	// CORS preflight for the configured origin.
-	req, _ := http.NewRequest(http.MethodOptions, s.URL+"/nl-query/q", nil)
+	req, _ = http.NewRequest(http.MethodOptions, s.URL+"/nl-query/q", nil)
 	req.Header.Set("Origin", "https://app.example.com")
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	if resp = s.Do(req); resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
@@ -468,6 +484,9 @@ func exampleCredentials(t *testing.T) (env []string, apiKey, keyFile string) {
 	}
 	if err := os.WriteFile(filepath.Join(secrets, "BI_API_KEY"), []byte(apiKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if out, err := runCaddy(t, nil, "sechard", "keygen", "--alg", "ES256", "--out", filepath.Join(secrets, "TOKEN_SIGNING_KEY")); err != nil {
+		t.Fatalf("keygen: %v %s", err, out)
 	}
 	keyFile = filepath.Join(dir, "auth.pem")
 	if out, err := runCaddy(t, nil, "sechard", "keygen", "--alg", "ES256", "--out", keyFile); err != nil {
