@@ -118,3 +118,14 @@ func FuzzPathsStage(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPathsStageAllowed is the cost the paths stage adds to every
+// request whose path is not ambiguous.
+func BenchmarkPathsStageAllowed(b *testing.B) {
+	stage, _ := newPathStage(&provisionEnv{logger: zap.NewNop()}, "reject")
+	ex := &exchange{r: requestFromWire("/nl-query/tables/orders/summary%20by%20month?q=1")}
+	b.ReportAllocs()
+	for b.Loop() {
+		stage.decide(ex)
+	}
+}
