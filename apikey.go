@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"strings"
 )
 
 // APIKey is one named shared key (the runbook's legacy credential).
@@ -36,7 +35,7 @@ func newAPIKeySet(keys []APIKey, secrets secretValues) *apiKeySet {
 		s.digests = append(s.digests, d)
 		s.words = append(s.words, digestWords(&d))
 		id := &identity{method: "api_key", subject: k.Secret, scopes: dedupe(append([]string(nil), k.Scopes...)), full: len(k.Scopes) == 0}
-		id.joined = strings.Join(id.scopes, " ")
+		id.seal()
 		s.ids = append(s.ids, id)
 	}
 	return s

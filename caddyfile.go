@@ -86,6 +86,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			public      <path-pattern...>
 //			client_cert <identity> <scope...>
 //			mode        enforce|report
+//			audit_allows log|access_log|off
 //			revocation {
 //				file      <path>
 //				refresh   <duration>

@@ -152,6 +152,7 @@ func TestCaddyfileErrorsCarryLineNumbers(t *testing.T) {
 		{"off with argument", "sechard {\n\tsecurity_headers {\n\t\toff now\n\t}\n}", "wrong argument count", 3},
 		{"security_headers on", "sechard {\n\tsecurity_headers on\n}", "wrong argument count", 2},
 		{"csp without value", "sechard {\n\tsecurity_headers {\n\t\tcontent_security_policy\n\t}\n}", "wrong argument count", 3},
+		{"audit_allows unknown", "sechard {\n\tauth {\n\t\taudit_allows maybe\n\t}\n}", `audit_allows must be log, access_log or off, got "maybe"`, 3},
 		{"paths without action", "sechard {\n\n\tpaths\n}", "paths takes one argument", 3},
 		{"paths unknown action", "sechard {\n\tpaths clean\n}", `paths must be reject, normalize or allow, got "clean"`, 2},
 		{"paths two actions", "sechard {\n\tpaths reject allow\n}", "paths takes one argument", 2},

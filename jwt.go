@@ -24,6 +24,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap/zapcore"
 )
 
 // JWT configures how bearer tokens (RFC 7519) are verified. Only
@@ -386,6 +387,37 @@ type identity struct {
 	full    bool   // legacy API key with full access
 	jti     string
 	iat     time.Time
+
+	// The placeholder values, boxed once by seal: an identity is shared
+	// (by every request of an API key, by the token cache), and boxing a
+	// string for the replacer allocates.
+	boxedSubject, boxedScopes, boxedMethod any
+}
+
+// seal computes the derived fields of a complete identity; after it, the
+// identity is read-only and may be shared between requests.
+func (id *identity) seal() *identity {
+	id.joined = strings.Join(id.scopes, " ")
+	id.boxedSubject, id.boxedScopes, id.boxedMethod = id.subject, id.joined, id.method
+	return id
+}
+
+// MarshalLogObject writes the allowed decision's fields on Caddy's access
+// log line (audit_allows access_log); user_id is there already.
+func (id *identity) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("auth_method", id.method)
+	if id.method == authMethodAPIKey {
+		enc.AddString("auth_key", id.subject)
+	}
+	if id.full {
+		enc.AddBool("auth_full_access", true)
+	} else {
+		enc.AddString("auth_scopes", id.joined)
+	}
+	if id.jti != "" {
+		enc.AddString("auth_jti", id.jti)
+	}
+	return nil
 }
 
 func (id *identity) has(scope string) bool {
@@ -671,7 +703,7 @@ func (v *verifier) verify(token string, now time.Time) (*identity, error) {
 		id.scopes = append(id.scopes, claims.Scp.list...)
 	}
 	id.scopes = dedupe(id.scopes)
-	id.joined = strings.Join(id.scopes, " ")
+	id.seal()
 	var kid string
 	if s, ok := t.Header["kid"].(string); ok {
 		kid = s

@@ -190,7 +190,7 @@ func newCertIdentities(certs []ClientCert) (*certIdentities, error) {
 		}
 		seen[c.Identity] = true
 		id := &identity{method: "mtls", subject: c.Identity, scopes: dedupe(append([]string(nil), c.Scopes...))}
-		id.joined = strings.Join(id.scopes, " ")
+		id.seal()
 		m := certMapping{order: i, id: id}
 		switch {
 		case strings.HasPrefix(c.Identity, certPrefixSPIFFE):
