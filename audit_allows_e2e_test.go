@@ -42,7 +42,9 @@ func TestAuditAllowsEndToEnd(t *testing.T) {
 				}
 			}
 			allowLine := s.WaitLog(func(e map[string]any) bool { return isAccess("/nl-query/q")(e) && e["status"] == float64(200) }, 5*time.Second)
-			s.WaitLog(func(e map[string]any) bool { return e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "deny" }, 5*time.Second)
+			s.WaitLog(func(e map[string]any) bool {
+				return e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "deny"
+			}, 5*time.Second)
 			var allowAudits int
 			for _, e := range s.LogEntries() {
 				if e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "allow" {
