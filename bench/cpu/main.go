@@ -1,0 +1,323 @@
+// Command cpu measures what sechard costs per request the way a user would:
+// CPU time of the Caddy process per request under load, Caddy pinned to one
+// core (GOMAXPROCS=1) and wrk to the other, in interleaved rounds, for bare
+// `respond`, Caddy's own `header` directive sending the same bytes as
+// sechard's core chain, the core chain, and the full chain with auth in its
+// audit modes and in report mode. Every site writes Caddy's access log (to
+// /dev/null), as a production edge does: with `audit_allows log` an allowed
+// request then writes two lines, with `access_log` one. Every response of
+// every round must be a 200. Not part of CI: it needs a quiet two-core
+// machine and `wrk`.
+//
+//	go run ./bench/cpu                    # 5 rounds of 5 s per config, about 3 minutes
+//	go run ./bench/cpu -rounds 3 -d 3s
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var (
+	rounds   = flag.Int("rounds", 5, "interleaved rounds")
+	duration = flag.Duration("d", 5*time.Second, "load per config per round")
+	conns    = flag.Int("c", 16, "wrk connections")
+	noLog    = flag.Bool("no-access-log", false, "sites without Caddy's access log (by default every site logs, as a production edge does)")
+)
+
+// config is one Caddy under test.
+type config struct {
+	name  string
+	site  string // the site block's body; {PORT} is filled in
+	port  int
+	cmd   *exec.Cmd
+	cpu   []float64 // µs of CPU per request, per round
+	rates []float64
+}
+
+const origin = "https://app.example.com"
+
+func main() {
+	log.SetFlags(0)
+	flag.Parse()
+	for _, tool := range []string{"wrk", "taskset"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			log.Fatalf("%s not found: apt-get install wrk util-linux", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "sechard-cpu-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "caddy")
+	log.Printf("building ./cmd/caddy ...")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/caddy").CombinedOutput(); err != nil {
+		log.Fatalf("build: %v\n%s", err, out)
+	}
+	pub, token := signingKey(dir)
+
+	core := `sechard {
+		cors {
+			origins ` + origin + `
+		}
+		rate_limit {
+			rate 1000000000/1s
+		}
+	}`
+	full := func(extra, mode string) string {
+		return `sechard {
+		cors {
+			origins ` + origin + `
+			` + mode + `
+		}
+		rate_limit {
+			rate 1000000000/1s
+			` + mode + `
+		}
+		auth {
+			jwt {
+				public_key ` + pub + `
+			}
+			require read
+			audit_allows ` + extra + `
+			` + mode + `
+		}
+	}`
+	}
+	configs := []*config{
+		{name: "bare respond", site: `respond "ok"`},
+		{name: "static header directive", site: ""}, // filled from the core chain's response
+		{name: "sechard core chain", site: core + "\n\trespond \"ok\""},
+		{name: "full, audit_allows log", site: full("log", "") + "\n\trespond \"ok\""},
+		{name: "full, audit_allows access_log", site: full("access_log", "") + "\n\trespond \"ok\""},
+		{name: "full, mode report", site: full("log", "mode report") + "\n\trespond \"ok\""},
+	}
+	hdr := []string{"Origin", origin, "Authorization", "Bearer " + token}
+
+	defer func() {
+		for _, c := range configs {
+			if c.cmd != nil && c.cmd.Process != nil {
+				c.cmd.Process.Kill()
+			}
+		}
+	}()
+	// The core chain first: its response headers become the static config.
+	start(bin, dir, configs[2])
+	configs[1].site = staticHeaders(configs[2], hdr)
+	for i, c := range configs {
+		if i != 2 {
+			start(bin, dir, c)
+		}
+		check(c, hdr)
+	}
+
+	for r := 1; r <= *rounds; r++ {
+		for _, c := range configs {
+			before := cpuTicks(c.cmd.Process.Pid)
+			n, rate := load(c, hdr)
+			after := cpuTicks(c.cmd.Process.Pid)
+			c.cpu = append(c.cpu, float64(after-before)*1e6/float64(ticksPerSecond)/float64(n))
+			c.rates = append(c.rates, rate)
+		}
+		log.Printf("round %d/%d done", r, *rounds)
+	}
+
+	fmt.Printf("\nCPU per request of the Caddy process (GOMAXPROCS=1, core 0; wrk -c%d on core 1), %d rounds of %s\n\n", *conns, *rounds, *duration)
+	fmt.Printf("| config | µs CPU/request (median, min–max) | req/s (median) | × bare respond | × static header |\n|---|---|---|---|---|\n")
+	for _, c := range configs {
+		fmt.Printf("| %s | %.2f (%.2f–%.2f) | %.0f | %s | %s |\n", c.name, median(c.cpu), slices.Min(c.cpu), slices.Max(c.cpu), median(c.rates),
+			ratio(c, configs[0]), ratio(c, configs[1]))
+	}
+}
+
+// ratio is the median over rounds of c's CPU per request over base's, with
+// the spread: rounds are interleaved, so each round's ratio compares runs
+// made moments apart.
+func ratio(c, base *config) string {
+	var rs []float64
+	for i := range c.cpu {
+		rs = append(rs, c.cpu[i]/base.cpu[i])
+	}
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// start runs c's Caddy on core 0 with GOMAXPROCS=1.
+func start(bin, dir string, c *config) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	site := c.site
+	if !*noLog {
+		site = "log {\n\t\toutput stderr\n\t}\n\t" + site
+	}
+	cfg := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tlog {\n\t\tlevel INFO\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\t%s\n}\n", c.port, site)
+	path := filepath.Join(dir, fmt.Sprintf("Caddyfile.%d", c.port))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	c.cmd = exec.Command("taskset", "-c", "0", bin, "run", "--config", path, "--adapter", "caddyfile")
+	c.cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "HOME="+dir)
+	// Log lines are encoded and written, as in production, to /dev/null.
+	c.cmd.Stdout, c.cmd.Stderr = devNull, devNull
+	if err := c.cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", c.port)); err == nil {
+			conn.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Fatalf("%s: caddy did not start:\n%s", c.name, cfg)
+}
+
+// check makes sure c answers 200 "ok" to the benchmark's request.
+func check(c *config, hdr []string) http.Header {
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/api/q", c.port), nil)
+	for i := 0; i < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatalf("%s: %v", c.name, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		log.Fatalf("%s: %d %q: the benchmark would measure refusals", c.name, resp.StatusCode, body)
+	}
+	return resp.Header
+}
+
+// staticHeaders is a site that sends the core chain's response headers with
+// Caddy's own header directive: the same bytes on the wire.
+func staticHeaders(core *config, hdr []string) string {
+	h := check(core, hdr)
+	var b strings.Builder
+	b.WriteString("header {\n")
+	for k, vs := range h {
+		switch k {
+		case "Date", "Content-Length", "Content-Type", "Server":
+			continue
+		}
+		for _, v := range vs {
+			fmt.Fprintf(&b, "\t\t+%s %q\n", k, v)
+		}
+	}
+	b.WriteString("\t\t-Server\n\t}\n\trespond \"ok\"")
+	return b.String()
+}
+
+var (
+	reqsRE    = regexp.MustCompile(`(\d+) requests in`)
+	rateRE    = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	non2xxRE  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	sockErrRE = regexp.MustCompile(`Socket errors: .*`)
+)
+
+// load runs wrk on core 1 against c and returns the requests completed.
+func load(c *config, hdr []string) (int, float64) {
+	args := []string{"-c", "1", "wrk", "-t1", "-c" + strconv.Itoa(*conns), "-d" + duration.String()}
+	for i := 0; i < len(hdr); i += 2 {
+		args = append(args, "-H", hdr[i]+": "+hdr[i+1])
+	}
+	args = append(args, fmt.Sprintf("http://127.0.0.1:%d/api/q", c.port))
+	out, err := exec.Command("taskset", args...).CombinedOutput()
+	if err != nil {
+		log.Fatalf("%s: wrk: %v\n%s", c.name, err, out)
+	}
+	if m := non2xxRE.FindSubmatch(out); m != nil {
+		log.Fatalf("%s: %s responses were not 200; the round measured refusals:\n%s", c.name, m[1], out)
+	}
+	if m := sockErrRE.Find(out); m != nil {
+		log.Fatalf("%s: %s", c.name, m)
+	}
+	m := reqsRE.FindSubmatch(out)
+	if m == nil {
+		log.Fatalf("%s: cannot read wrk's output:\n%s", c.name, out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	rate, _ := strconv.ParseFloat(string(rateRE.FindSubmatch(out)[1]), 64)
+	return n, rate
+}
+
+var devNull = func() *os.File {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return f
+}()
+
+// ticksPerSecond is USER_HZ, 100 on Linux.
+const ticksPerSecond = 100
+
+// cpuTicks is the user+system CPU time of pid and its threads, in ticks.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return utime + stime
+}
+
+// signingKey writes an ES256 public key and returns its path and a token
+// (sub bench, scope read) valid for the next 5 minutes: the run must end
+// before it expires, or the rounds would measure 401s (check would say so).
+func signingKey(dir string) (string, string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	path := filepath.Join(dir, "bench.pub.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"sub": "bench", "scope": "read", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "bench-1",
+	}).SignedString(key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return path, tok
+}
