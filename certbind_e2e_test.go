@@ -21,6 +21,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // x5tS256Of is RFC 8705 §3.1's thumbprint, computed independently of
@@ -265,6 +267,19 @@ func TestCertificateBoundTokens(t *testing.T) {
 		// binding check can refuse it.
 		expectBinding(t, tok, map[string]int{"A": 200, "B": 401, "C": 401, "none": 401, "plain": 401},
 			map[string]string{"A": "mtls"})
+
+		// The README's Go recipe: x/oauth2's client-credentials client over
+		// an HTTP client that presents the certificate, for the token and
+		// the calls alike.
+		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, clients["A"])
+		cc := clientcredentials.Config{ClientID: svcA, TokenURL: base + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}
+		for range 3 {
+			resp, err := cc.Client(ctx).Get(base + "/nl-query/q")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("x/oauth2 client with certificate A: %v %v", resp, err)
+			}
+			resp.Body.Close()
+		}
 	})
 
 	t.Run("outside IdP token bound to A", func(t *testing.T) {
