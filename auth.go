@@ -21,8 +21,11 @@ import (
 // Credentials are a client certificate Caddy's TLS stack verified and a
 // `client_cert` line maps, `Authorization: Bearer <JWT>` or the API key
 // header (never the query string). When several are sent, the first of
-// that list decides: mTLS, then JWT, then API key. `public` paths need
-// none; every other path needs valid credentials and the scopes of the
+// that list decides: mTLS, then JWT, then API key; but a JWT bound to a
+// client certificate (RFC 8705 `cnf.x5t#S256`, from any issuer) is checked
+// against the connection's verified certificate on every request, and a
+// mismatch is refused whatever else the request carries. `public` paths
+// need none; every other path needs valid credentials and the scopes of the
 // first `require` rule that matches it.
 type Auth struct {
 	// The migration phase: `dual` (default: API keys and JWTs both
@@ -77,8 +80,10 @@ type Auth struct {
 	// block (mode `require_and_verify`, or `verify_if_given` to let other
 	// clients use JWTs or API keys): only certificates Caddy verified
 	// count. The subject is the identity; X-Auth-Method is `mtls`. A
-	// mapped certificate takes precedence over a JWT and an API key; an
-	// unmapped one grants nothing. Accepted in every phase.
+	// mapped certificate takes precedence over a JWT and an API key (a
+	// certificate-bound JWT sent along must still match it); an unmapped
+	// one grants nothing. Accepted in every phase. Tokens the token
+	// service issues to these clients are bound to their certificate.
 	ClientCerts []ClientCert `json:"client_certs,omitempty"`
 
 	keyHeader  string

@@ -616,8 +616,9 @@ func splitToken(token string) (header, payload string, ok bool) {
 }
 
 // verify checks a bearer token and returns who it belongs to. The cache
-// spares the signature check for a token seen before; revocation is
-// checked by the caller on every request.
+// spares the signature check for a token seen before; revocation and the
+// certificate binding (identity.bound) are checked by the caller on every
+// request. A token with a `cnf` sechard does not understand is refused.
 func (v *verifier) verify(token string, now time.Time) (*identity, error) {
 	if len(token) > maxTokenSize {
 		return nil, errTokenTooLarge

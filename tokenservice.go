@@ -41,7 +41,10 @@ import (
 // (client_id is the API key's secret name, the secret is the key) or
 // `tls_client_auth` (RFC 8705: a verified client certificate mapped by a
 // `client_cert` line). Bearer tokens are never accepted here. No refresh
-// tokens are issued: a service asks again before its token expires.
+// tokens are issued: a service asks again before its token expires. Tokens
+// issued through `tls_client_auth` are bound to the client's certificate
+// (RFC 8705 §3, `cnf.x5t#S256`): `auth` accepts them only on connections
+// that present it.
 //
 // Besides the token endpoint it serves `GET /.well-known/jwks.json` (every
 // signing key's public half) and the RFC 8414 metadata at
