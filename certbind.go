@@ -5,8 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"hash/maphash"
 	"sync/atomic"
-	"unsafe"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -122,29 +122,29 @@ func x5tS256(c *x509.Certificate) string {
 // another certificate while the entry exists; the table's size bounds what
 // it retains.
 type thumbMemo struct {
+	seed  maphash.Seed
 	slots [thumbMemoSlots]atomic.Pointer[thumbEntry]
 }
 
-const (
-	thumbMemoBits  = 8
-	thumbMemoSlots = 1 << thumbMemoBits
-)
+const thumbMemoSlots = 256
 
 type thumbEntry struct {
 	leaf *x509.Certificate
 	sum  [32]byte
 }
 
-var certThumbs thumbMemo
+var certThumbs = newThumbMemo()
+
+func newThumbMemo() *thumbMemo { return &thumbMemo{seed: maphash.MakeSeed()} }
 
 func leafThumbprint(leaf *x509.Certificate) [32]byte {
 	return certThumbs.get(leaf)
 }
 
 func (m *thumbMemo) get(leaf *x509.Certificate) [32]byte {
-	// Fibonacci hashing of the address: the top bits of the product
-	// spread aligned heap addresses over the table.
-	slot := &m.slots[(uint64(uintptr(unsafe.Pointer(leaf)))*0x9E3779B97F4A7C15)>>(64-thumbMemoBits)]
+	// The pointer's hash (maphash hashes the address itself, without
+	// unsafe), seeded per process.
+	slot := &m.slots[maphash.Comparable(m.seed, leaf)%thumbMemoSlots]
 	if e := slot.Load(); e != nil && e.leaf == leaf {
 		return e.sum
 	}

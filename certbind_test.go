@@ -127,7 +127,7 @@ func TestThumbMemoIsExactUnderCollisions(t *testing.T) {
 		leaf, _, _, _ := ca.issue(t, dir, "x", mtlsCertSpec{cn: "x"})
 		leaves = append(leaves, leaf)
 	}
-	var m thumbMemo
+	m := newThumbMemo()
 	for round := range 3 {
 		for i, leaf := range leaves {
 			if got := m.get(leaf); got != sha256.Sum256(leaf.Raw) {
