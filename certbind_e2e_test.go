@@ -377,7 +377,9 @@ func TestCertificateBoundTokens(t *testing.T) {
 		tok := idpToken(map[string]any{"x5t#S256": thumbA})
 		secrets = append(secrets, tok)
 		for range 3 {
-			for _, who := range []string{"C", "none", "plain"} {
+			// B: a mapped certificate beside a token bound to A (mTLS
+			// precedence); C, none, plain: the JWT path.
+			for _, who := range []string{"B", "C", "none", "plain"} {
 				before := up.Count()
 				r := get(t, who, tok)
 				if r.status != 200 || up.Count() != before+1 {
