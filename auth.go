@@ -21,8 +21,11 @@ import (
 // Credentials are a client certificate Caddy's TLS stack verified and a
 // `client_cert` line maps, `Authorization: Bearer <JWT>` or the API key
 // header (never the query string). When several are sent, the first of
-// that list decides: mTLS, then JWT, then API key. `public` paths need
-// none; every other path needs valid credentials and the scopes of the
+// that list decides: mTLS, then JWT, then API key; but a JWT bound to a
+// client certificate (RFC 8705 `cnf.x5t#S256`, from any issuer) is checked
+// against the connection's verified certificate on every request, and a
+// mismatch is refused whatever else the request carries. `public` paths
+// need none; every other path needs valid credentials and the scopes of the
 // first `require` rule that matches it.
 type Auth struct {
 	// The migration phase: `dual` (default: API keys and JWTs both
@@ -85,8 +88,10 @@ type Auth struct {
 	// block (mode `require_and_verify`, or `verify_if_given` to let other
 	// clients use JWTs or API keys): only certificates Caddy verified
 	// count. The subject is the identity; X-Auth-Method is `mtls`. A
-	// mapped certificate takes precedence over a JWT and an API key; an
-	// unmapped one grants nothing. Accepted in every phase.
+	// mapped certificate takes precedence over a JWT and an API key (a
+	// certificate-bound JWT sent along must still match it); an unmapped
+	// one grants nothing. Accepted in every phase. Tokens the token
+	// service issues to these clients are bound to their certificate.
 	ClientCerts []ClientCert `json:"client_certs,omitempty"`
 
 	keyHeader  string
@@ -548,39 +553,48 @@ func (a *Auth) decide(ex *exchange) decision {
 // jwt_only, a revoked token's subject) for the audit log.
 func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *credError, method string) {
 	r := ex.r
+	auth := r.Header.Values("Authorization")
 	// 1. mTLS: a verified certificate that a client_cert line maps
 	//    decides. One that grants nothing (unmapped, expired, revoked)
 	//    lets the next credential decide, and is the answer only when
 	//    there is none.
 	certID, certErr := a.authenticateCert(r.TLS)
 	if certID != nil && certErr == nil {
+		// A certificate-bound bearer token sent along is still checked
+		// (RFC 8705 §3): precedence must not let a token bound to another
+		// certificate, or with a confirmation method sechard does not
+		// know, pass unnoticed. A token that does not verify is ignored
+		// here, as before: the certificate decides.
+		if token, ok := a.bearer(auth); ok {
+			if id, cerr := a.verifyBearer(token); cerr == errTokenCnf {
+				return id, cerr, "jwt"
+			} else if cerr == nil {
+				if berr := checkBinding(id, r.TLS); berr != nil {
+					return id, berr, "jwt"
+				}
+			}
+		}
 		return certID, nil, "mtls"
 	}
 
 	// 2. JWT: when a bearer token is present it decides, even if an API
 	//    key was sent too.
-	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
+	if len(auth) > 0 {
 		if len(auth) > 1 {
 			return nil, errCredAmbiguous, "jwt"
 		}
 		if token, ok := bearerToken(auth[0]); ok {
-			v := a.jwt
-			if a.issued.owns(token) {
-				v = a.issued.verifier // each key set checks its own issuer
+			id, cerr := a.verifyBearer(token)
+			if cerr != nil {
+				return id, cerr, "jwt"
 			}
-			if v == nil {
-				return nil, errJWTNotAccepted, "jwt"
-			}
-			if token == "" {
-				return nil, errBearerMalformed, "jwt"
-			}
-			id, err := v.verify(token, a.now())
-			if err != nil {
-				return nil, err.(*credError), "jwt"
-			}
-			// Revocation is asked on every request, cached token or not.
+			// Revocation and the certificate binding are checked on
+			// every request, cached token or not.
 			if a.Revocation.revoked(id.jti, id.subject, id.iat) {
 				return id, errTokenRevoked, "jwt"
+			}
+			if berr := checkBinding(id, r.TLS); berr != nil {
+				return id, berr, "jwt"
 			}
 			return id, nil, "jwt"
 		}
@@ -628,6 +642,43 @@ func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *cr
 	return id, nil, "api_key"
 }
 
+// bearer returns the token of a single `Authorization: Bearer` header.
+func (a *Auth) bearer(auth []string) (string, bool) {
+	if len(auth) != 1 {
+		return "", false
+	}
+	token, ok := bearerToken(auth[0])
+	return token, ok && token != ""
+}
+
+// verifierFor is the verifier of a bearer token: the token service's own
+// when the token carries one of its headers (each key set checks its own
+// issuer), else the jwt block's; nil when neither is configured.
+func (a *Auth) verifierFor(token string) *verifier {
+	if a.issued.owns(token) {
+		return a.issued.verifier
+	}
+	return a.jwt
+}
+
+// verifyBearer verifies a bearer token's signature and claims (a cached
+// token skips the signature). Revocation and the certificate binding are
+// the caller's: they depend on the request.
+func (a *Auth) verifyBearer(token string) (*identity, *credError) {
+	v := a.verifierFor(token)
+	if v == nil {
+		return nil, errJWTNotAccepted
+	}
+	if token == "" {
+		return nil, errBearerMalformed
+	}
+	id, err := v.verify(token, a.now())
+	if err != nil {
+		return nil, err.(*credError)
+	}
+	return id, nil
+}
+
 // bearerToken extracts the token of an `Authorization: Bearer` value (RFC
 // 6750 §2.1; the scheme is case-insensitive). ok is false for other schemes.
 func bearerToken(v string) (token string, ok bool) {
@@ -661,7 +712,7 @@ func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method s
 		path = path[:256]
 	}
 	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	fields := make([]zap.Field, 0, 14)
+	fields := make([]zap.Field, 0, 16)
 	fields = append(fields,
 		zap.String("decision", verdict),
 		zap.String("reason", reason),
@@ -694,6 +745,14 @@ func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method s
 	}
 	if cerr != nil && cerr.desc != "" {
 		fields = append(fields, zap.String("detail", cerr.desc))
+	}
+	if cerr == errTokenBinding && id != nil && id.bound != nil {
+		// Which certificate the token wanted, and which one came (absent:
+		// none, or plain HTTP): thumbprints, never the token.
+		fields = append(fields, zap.String("expected_x5t_s256", id.bound.x5t))
+		if leaf := verifiedLeaf(r.TLS); leaf != nil {
+			fields = append(fields, zap.String("presented_x5t_s256", x5tS256(leaf)))
+		}
 	}
 	if needed != "" {
 		fields = append(fields, zap.String("required_scopes", needed))

@@ -339,6 +339,8 @@ type tokenClaims struct {
 	Scopes []string   `json:"scopes,omitempty"` // an array; a string here is a malformed token
 	Scope  *string    `json:"scope,omitempty"`
 	Scp    *scopeList `json:"scp,omitempty"` // either form
+	// Cnf binds the token to a client certificate (RFC 8705 §3).
+	Cnf confirmation `json:"cnf"`
 }
 
 // claimsOptions decode claims with exact name matching (encoding/json, which
@@ -387,6 +389,10 @@ type identity struct {
 	full    bool   // legacy API key with full access
 	jti     string
 	iat     time.Time
+	// bound is the client certificate a JWT is bound to (cnf.x5t#S256,
+	// RFC 8705 §3), nil for a plain bearer token. It is checked against
+	// the request's connection on every request, cached token or not.
+	bound *certBinding
 
 	// The placeholder values, boxed once by seal: an identity is shared
 	// (by every request of an API key, by the token cache), and boxing a
@@ -642,8 +648,9 @@ func splitToken(token string) (header, payload string, ok bool) {
 }
 
 // verify checks a bearer token and returns who it belongs to. The cache
-// spares the signature check for a token seen before; revocation is
-// checked by the caller on every request.
+// spares the signature check for a token seen before; revocation and the
+// certificate binding (identity.bound) are checked by the caller on every
+// request. A token with a `cnf` sechard does not understand is refused.
 func (v *verifier) verify(token string, now time.Time) (*identity, error) {
 	if len(token) > maxTokenSize {
 		return nil, errTokenTooLarge
@@ -694,7 +701,11 @@ func (v *verifier) verify(token string, now time.Time) (*identity, error) {
 	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > v.maxTTL {
 		return nil, errTokenTTL
 	}
-	id := &identity{method: "jwt", subject: claims.Subject, jti: claims.ID, iat: claims.IssuedAt.Time}
+	bound, cerr := claims.Cnf.binding()
+	if cerr != nil {
+		return nil, cerr
+	}
+	id := &identity{method: "jwt", subject: claims.Subject, jti: claims.ID, iat: claims.IssuedAt.Time, bound: bound}
 	id.scopes = append(id.scopes, claims.Scopes...)
 	if claims.Scope != nil {
 		id.scopes = append(id.scopes, strings.Fields(*claims.Scope)...)

@@ -303,6 +303,10 @@ func FuzzAuthCredential(f *testing.F) {
 	f.Add("Basic dXNlcjpwYXNz", "k")
 	f.Add("", "the-key")
 	f.Add("Bearer "+strings.Repeat("A", 9000), "")
+	// Bound tokens (RFC 8705) and other cnf forms: never accepted here (no
+	// TLS, and jkt is refused), whatever the mutation.
+	f.Add("Bearer "+ti.sign("es256", testClaims(now, map[string]any{"cnf": map[string]any{"x5t#S256": strings.Repeat("A", 43)}}), nil), "")
+	f.Add("Bearer "+ti.sign("es256", testClaims(now, map[string]any{"cnf": map[string]any{"jkt": "x"}}), nil), "")
 	a := fuzzAuth(f, ti, now)
 	f.Fuzz(func(t *testing.T, authz, key string) {
 		ex := newAuthExchange("/x")

@@ -139,7 +139,7 @@ type handlerMetrics struct {
 var rejectionReasons = []string{
 	reasonAmbiguousPath, reasonCORSPreflightDenied,
 	rateLimitedReason, rateStoreDownReason,
-	"auth_missing", "auth_invalid", "auth_insufficient_scope", errKeyDisabled.reason,
+	"auth_missing", "auth_invalid", "auth_insufficient_scope", errKeyDisabled.reason, reasonTokenBinding,
 	reasonTokenInvalidRequest, reasonTokenInvalidClient, reasonTokenInvalidScope, reasonTokenGrantType,
 }
 

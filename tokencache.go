@@ -12,8 +12,9 @@ import (
 // token's exp plus leeway. A hit compares the full token string, so a hash
 // collision can never stand in for a verified token; it also checks that the
 // key that verified the token is still configured (a JWKS rotation that
-// drops a key drops its tokens at once). Revocation is not cached here: the
-// caller checks it on every request.
+// drops a key drops its tokens at once). Revocation and certificate binding
+// are not cached here: the caller checks them on every request (a bound
+// token's identity carries the thumbprint its certificate must have).
 type tokenCache struct {
 	seed   maphash.Seed
 	shards [cacheShards]cacheShard

@@ -41,7 +41,10 @@ import (
 // (client_id is the API key's secret name, the secret is the key) or
 // `tls_client_auth` (RFC 8705: a verified client certificate mapped by a
 // `client_cert` line). Bearer tokens are never accepted here. No refresh
-// tokens are issued: a service asks again before its token expires.
+// tokens are issued: a service asks again before its token expires. Tokens
+// issued through `tls_client_auth` are bound to the client's certificate
+// (RFC 8705 §3, `cnf.x5t#S256`): `auth` accepts them only on connections
+// that present it.
 //
 // Besides the token endpoint it serves `GET /.well-known/jwks.json` (every
 // signing key's public half) and the RFC 8414 metadata at
@@ -319,6 +322,9 @@ func (t *TokenService) metadata(issuer *url.URL) ([]byte, error) {
 		"response_types_supported":              []string{}, // no authorization endpoint
 		"token_endpoint_auth_methods_supported": methods,
 		"scopes_supported":                      slices.Compact(scopes),
+		// RFC 8705 §3.3: tokens issued to tls_client_auth clients are
+		// bound to their certificate, and auth checks every bound token.
+		"tls_client_certificate_bound_access_tokens": true,
 	})
 }
 
@@ -386,10 +392,17 @@ func (t *TokenService) token(ex *exchange) decision {
 
 	now := t.now()
 	joined := strings.Join(scopes, " ")
-	token, jti, err := t.signer.sign(issuedClaims{
+	claims := issuedClaims{
 		Issuer: t.Issuer, Subject: id.subject, Audience: t.audience, ClientID: id.subject, Scope: joined,
 		IssuedAt: now.Unix(), Expires: now.Add(t.ttl).Unix(),
-	})
+	}
+	if method == oauthreq.TLSClientAuth {
+		// RFC 8705 §3.1: bound to the certificate the client just
+		// authenticated with (the one Caddy verified), so the token is
+		// useless without that certificate's private key.
+		claims.Cnf = &issuedCnf{X5tS256: x5tS256(verifiedLeaf(ex.r.TLS))}
+	}
+	token, jti, err := t.signer.sign(claims)
 	if err != nil {
 		t.audit.Error("signing an access token failed", zap.Error(err), zap.String("request_id", ex.requestID))
 		return decision{Status: http.StatusInternalServerError, Reason: "token_signing_failed", Detail: err.Error()}
@@ -407,9 +420,13 @@ func (t *TokenService) token(ex *exchange) decision {
 		c.Inc()
 	}
 	if c := t.audit.Check(zapcore.InfoLevel, "token issued"); c != nil {
-		c.Write(zap.String("decision", "issue"), zap.String("client", id.subject), zap.String("method", method),
+		fields := []zap.Field{zap.String("decision", "issue"), zap.String("client", id.subject), zap.String("method", method),
 			zap.String("scopes", joined), zap.String("jti", jti), zap.Int64("exp", now.Add(t.ttl).Unix()),
-			zap.String("client_ip", clientIP(ex)), zap.String("request_id", ex.requestID))
+			zap.String("client_ip", clientIP(ex)), zap.String("request_id", ex.requestID)}
+		if claims.Cnf != nil {
+			fields = append(fields, zap.String("cnf_x5t_s256", claims.Cnf.X5tS256))
+		}
+		c.Write(fields...)
 	}
 	return decision{Status: http.StatusOK, Answer: true, Header: h, Body: body}
 }
@@ -480,6 +497,14 @@ type issuedClaims struct {
 	IssuedAt int64  `json:"iat"`
 	Expires  int64  `json:"exp"`
 	ID       string `json:"jti"`
+	// Cnf is set for clients that authenticated with a certificate.
+	Cnf *issuedCnf `json:"cnf,omitempty"`
+}
+
+// issuedCnf is the confirmation claim of a certificate-bound token (RFC
+// 8705 §3.1).
+type issuedCnf struct {
+	X5tS256 string `json:"x5t#S256"`
 }
 
 // tokenSigner signs access tokens with one private key.

@@ -435,11 +435,16 @@ func TestTokenServiceTLSClientAuth(t *testing.T) {
 		t.Fatalf("tls_client_auth: %d %v", st, body)
 	}
 	tok := body["access_token"].(string)
-	// The token works for a caller without a certificate (bearer only).
+	// The token is bound to the certificate (RFC 8705 §3): it works with
+	// it, and a caller without the certificate gets 401
+	// (TestCertificateBoundTokens has the rest).
 	req, _ := http.NewRequest(http.MethodGet, base+"/nl-query/q", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	if resp, err := client(nil).Do(req); err != nil || resp.StatusCode != 200 || up.Last().Header.Get("X-Auth-Subject") != biSPIFFE {
-		t.Fatalf("issued token: %v %v", resp, err)
+	if resp, err := client(&biCert).Do(req); err != nil || resp.StatusCode != 200 || up.Last().Header.Get("X-Auth-Subject") != biSPIFFE {
+		t.Fatalf("issued token with its certificate: %v %v", resp, err)
+	}
+	if resp, err := client(nil).Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("issued token without its certificate: %v %v", resp, err)
 	}
 	for _, tc := range []struct {
 		name string
