@@ -27,7 +27,8 @@ var (
 	buildErr  error
 )
 
-// caddyBinary builds ./cmd/caddy once per test process and returns its path.
+// caddyBinary builds ./cmd/caddy once per test process and returns its path;
+// with -race when the tests run with it.
 func caddyBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -37,7 +38,11 @@ func caddyBinary(t testing.TB) string {
 			return
 		}
 		caddyBin = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput()
+		args := []string{"build", "-o", caddyBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "./cmd/caddy")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("building caddy: %v\n%s", err, out)
 		}
@@ -178,6 +183,11 @@ func (s *caddyServer) Stop() {
 	case <-time.After(10 * time.Second):
 		s.cmd.Process.Kill()
 		<-s.exited
+	}
+	// A race-built Caddy reports data races on stderr (and exits 66).
+	if logs := s.logs.String(); strings.Contains(logs, "WARNING: DATA RACE") {
+		i := strings.Index(logs, "WARNING: DATA RACE")
+		s.t.Errorf("the Caddy process reported a data race:\n%s", logs[i:min(len(logs), i+6000)])
 	}
 }
 

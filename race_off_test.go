@@ -1,0 +1,5 @@
+//go:build !race
+
+package sechard
+
+const raceEnabled = false
