@@ -215,6 +215,10 @@ func (s *caddyServer) Reload(site string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("reload: %s: %s", resp.Status, body)
 	}
+	// The old config's server closes its idle connections as it stops; a
+	// request on one of them would read EOF. Start afresh, as a client
+	// that saw the connection close would.
+	noRedirectClient.CloseIdleConnections()
 	return nil
 }
 
