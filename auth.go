@@ -492,6 +492,7 @@ func (a *Auth) decide(ex *exchange) decision {
 	ex.repl.Set("http.auth.user.id", id.subject)
 	ex.repl.Set("http.auth.user.scopes", id.joined)
 	ex.repl.Set("http.auth.user.method", id.method)
+	ex.identity = id.subject // for rate_limit's identity budgets
 	a.record(ex, zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")
 	a.metrics.authSuccess(id)
 	return allow

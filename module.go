@@ -27,7 +27,7 @@ func init() {
 // their object is present.
 //
 // The stages run on every request in this order: request ID, security
-// headers, paths, CORS, rate limit, auth; the first stage that refuses a request
+// headers, paths, CORS, rate limit, auth, identity budgets; the first stage that refuses a request
 // ends it with an error status (so `handle_errors` can shape the body), with
 // the request ID, security headers and CORS headers already set.
 type Handler struct {
@@ -127,6 +127,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Auth.provision(env); err != nil {
 		return fmt.Errorf("provisioning auth: %w", err)
 	}
+	if h.RateLimit.hasIdentities() && h.Auth == nil {
+		return errors.New("provisioning rate_limit: identity lines need auth, which names the identity")
+	}
 	if err := h.TokenService.provision(env, h.Auth); err != nil {
 		return fmt.Errorf("provisioning token_service: %w", err)
 	}
@@ -173,6 +176,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if done, err := h.conclude(ex, "auth", h.Auth.mode(), h.Auth.decide(ex)); done {
 		return err // 7. SEC-10
 	}
+	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decideIdentity(ex)); done {
+		return err // 7b. SEC-09: the budget of the identity auth accepted
+	}
 	return next.ServeHTTP(ex.w, ex.r)
 }
 
@@ -184,6 +190,7 @@ type exchange struct {
 	repl      *caddy.Replacer
 	requestID string
 	cors      *corsActual // the CORS headers set for an allowed origin
+	identity  string      // the identity auth accepted ("" for none, or a public path)
 }
 
 // decision is what a stage says about a request: go on (the zero value),
