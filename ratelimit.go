@@ -780,24 +780,29 @@ func (c *RateLimit) decideIdentity(ex *exchange) decision {
 	}
 	if c.Mode != modeReport {
 		hdr := ex.w.Header()
-		appendField(hdr, rateLimitPolicyHeader, lim.policy)
-		var buf [80]byte
-		appendField(hdr, rateLimitHeader, string(appendRateLimitItems(buf[:0], bs[:])))
+		if old := hdr[rateLimitPolicyHeader]; len(old) == 1 {
+			old[0] = old[0] + ", " + lim.policy
+		} else {
+			hdr[rateLimitPolicyHeader] = []string{lim.policy}
+		}
+		// One allocation for the RateLimit value, whatever was there.
+		var buf [256]byte
+		b := buf[:0]
+		old := hdr[rateLimitHeader]
+		if len(old) == 1 {
+			b = append(append(b, old[0]...), ", "...)
+		}
+		b = appendRateLimitItems(b, bs[:])
+		if len(old) == 1 {
+			old[0] = string(b)
+		} else {
+			hdr[rateLimitHeader] = []string{string(b)}
+		}
 	}
 	if ok {
 		return allow
 	}
 	return c.refusal(ex, bs[:], "over the identity limit of "+strconv.Quote(ex.identity))
-}
-
-// appendField adds v to the one value of hdr's field k, as a further list
-// member, or makes it the value.
-func appendField(hdr http.Header, k, v string) {
-	if old := hdr[k]; len(old) == 1 {
-		old[0] = old[0] + ", " + v
-		return
-	}
-	hdr[k] = []string{v}
 }
 
 // localStore is the memory store that holds bs (identity budgets are kept
