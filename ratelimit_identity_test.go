@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -320,5 +321,31 @@ func BenchmarkIdentityBudget(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestIdentityRecipeAdapts: the README's per-service quota recipe is a
+// valid Caddyfile whose identity lines reach the JSON config.
+func TestIdentityRecipeAdapts(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "### Per-service quotas during the JWT migration")
+	if !ok {
+		t.Fatal("recipe not found in README.md")
+	}
+	_, rest, _ = strings.Cut(rest, "```caddyfile\n")
+	recipe, _, _ := strings.Cut(rest, "```")
+	// reverse_proxy is not compiled into the test binary.
+	recipe = strings.Replace(recipe, "reverse_proxy bi-backend:8080", "respond ok", 1)
+	cfg, err := adaptCaddyfile(t, recipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := sechardHandlers(t, cfg)
+	if len(hs) != 1 || !strings.Contains(hs[0], `{"burst":20,"events":50,"identity":"SERVICE_BI_KEY","window":1000000000}`) ||
+		!strings.Contains(hs[0], `{"burst":10,"events":5,"identity":"*","window":1000000000}`) {
+		t.Fatalf("adapted handler: %v", hs)
 	}
 }
