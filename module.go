@@ -191,6 +191,7 @@ type exchange struct {
 	requestID string
 	cors      *corsActual // the CORS headers set for an allowed origin
 	identity  string      // the identity auth accepted ("" for none, or a public path)
+	rl        rlFields    // the rate-limit header values
 }
 
 // decision is what a stage says about a request: go on (the zero value),

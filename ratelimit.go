@@ -749,8 +749,16 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	}
 	if c.Mode != modeReport {
 		hdr := ex.w.Header()
-		hdr[rateLimitPolicyHeader] = []string{policyHeader(bs)}
-		hdr[rateLimitHeader] = []string{rateLimitValue(bs)}
+		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, true)
+		for i := range bs {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, bs[i].limit.policy...)
+		}
+		ex.rl.policy.set(hdr, rateLimitPolicyHeader, b)
+		b = ex.rl.value.extend(hdr, rateLimitHeader, true)
+		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs))
 	}
 	if ok {
 		return allow
@@ -779,25 +787,12 @@ func (c *RateLimit) decideIdentity(ex *exchange) decision {
 		return *d
 	}
 	if c.Mode != modeReport {
+		// Joins the per-address step's values (RFC 9651 lists).
 		hdr := ex.w.Header()
-		if old := hdr[rateLimitPolicyHeader]; len(old) == 1 {
-			old[0] = old[0] + ", " + lim.policy
-		} else {
-			hdr[rateLimitPolicyHeader] = []string{lim.policy}
-		}
-		// One allocation for the RateLimit value, whatever was there.
-		var buf [256]byte
-		b := buf[:0]
-		old := hdr[rateLimitHeader]
-		if len(old) == 1 {
-			b = append(append(b, old[0]...), ", "...)
-		}
-		b = appendRateLimitItems(b, bs[:])
-		if len(old) == 1 {
-			old[0] = string(b)
-		} else {
-			hdr[rateLimitHeader] = []string{string(b)}
-		}
+		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, false)
+		ex.rl.policy.set(hdr, rateLimitPolicyHeader, append(b, lim.policy...))
+		b = ex.rl.value.extend(hdr, rateLimitHeader, false)
+		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs[:]))
 	}
 	if ok {
 		return allow

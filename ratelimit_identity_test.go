@@ -289,39 +289,74 @@ func TestIdentityRedisOnStoreError(t *testing.T) {
 }
 
 // BenchmarkIdentityBudget: the extra cost of an identity budget on the
-// allowed path (target: ≤ 100 ns and 0 allocations, memory store): the
-// identity step alone, after a per-address step set its headers, and
-// without one.
+// allowed path (target: ≤ 100 ns and 0 allocations, memory store). The
+// whole handler (rate_limit route + total, auth with an API key) runs
+// without and with an identity line for the key: the difference between
+// the two is the cost; `step` is the identity step alone, after a
+// per-address step set its headers.
 //
 //	go test -run '^$' -bench BenchmarkIdentityBudget -benchmem .
 func BenchmarkIdentityBudget(b *testing.B) {
-	for _, tc := range []struct{ name, body string }{
-		{"after_route_and_total", "route /nl-query/* 1000000000/1s\ntotal 1000000000/1s\nidentity service-bi 1000000000/1s\nidentity * 1000000000/1s"},
-		{"identity_only", "identity service-bi 1000000000/1s\nidentity * 1000000000/1s"},
+	b.Setenv("BENCH_API_KEY", "bench-key-0123456789abcdef")
+	const huge = 1 << 30
+	limits := func(identities ...IdentityLimit) *RateLimit {
+		return &RateLimit{
+			Routes:     []RouteLimit{{Path: "/api/*", RateSpec: RateSpec{Events: huge, Window: caddy.Duration(time.Second)}}},
+			Total:      &RateSpec{Events: huge, Window: caddy.Duration(time.Second)},
+			Identities: identities,
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		rl   *RateLimit
+	}{
+		{"handler_without_identity", limits()},
+		{"handler_with_identity", limits(IdentityLimit{Identity: "BENCH_API_KEY", RateSpec: RateSpec{Events: huge, Window: caddy.Duration(time.Second)}},
+			IdentityLimit{Identity: "*", RateSpec: RateSpec{Events: huge, Window: caddy.Duration(time.Second)}})},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			c := newTestRateLimit(b, tc.body, newFakeClock())
-			c.now = time.Now
-			req := httptest.NewRequest(http.MethodGet, "/nl-query/run", nil)
-			req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "10.0.0.1"}))
+			h := provisionedHandler(b, &Handler{
+				RateLimit: tc.rl,
+				Auth:      &Auth{APIKeys: []APIKey{{Secret: "BENCH_API_KEY", Scopes: []string{"read"}}}},
+			})
+			b.Cleanup(func() { h.Cleanup() })
+			h.Auth.audit = zap.NewNop()
+			r := benchRequest()
+			key := []string{"bench-key-0123456789abcdef"}
 			w := &benchWriter{h: make(http.Header, 16)}
-			ex := &exchange{w: w, r: req, repl: caddyhttp.NewTestReplacer(req), identity: "service-bi"}
-			policy := []string{`"/nl-query/*";q=1000000000;w=1, "total";q=1000000000;w=1`}
-			value := []string{`"/nl-query/*";r=999999999;t=1, "total";r=999999999;t=1`}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				clear(w.h)
-				if tc.name == "after_route_and_total" {
-					policy[0], value[0] = `"/nl-query/*";q=1000000000;w=1, "total";q=1000000000;w=1`, `"/nl-query/*";r=999999999;t=1, "total";r=999999999;t=1`
-					w.h[rateLimitPolicyHeader], w.h[rateLimitHeader] = policy, value
+				r.Header["X-Api-Key"] = key // auth removes it from the request
+				if err := h.ServeHTTP(w, r, benchNext); err != nil {
+					b.Fatal(err)
 				}
-				if d := c.decideIdentity(ex); d.Status != 0 {
-					b.Fatal(d)
-				}
+			}
+			b.StopTimer()
+			if want := strings.Contains(tc.name, "with_identity"); strings.Contains(w.h.Get("RateLimit-Policy"), `"identity"`) != want {
+				b.Fatalf("RateLimit-Policy %q: the benchmark measured the wrong thing", w.h.Get("RateLimit-Policy"))
 			}
 		})
 	}
+	b.Run("step", func(b *testing.B) {
+		c := newTestRateLimit(b, "route /api/* 1000000000/1s\ntotal 1000000000/1s\nidentity service-bi 1000000000/1s\nidentity * 1000000000/1s", newFakeClock())
+		c.now = time.Now
+		req := httptest.NewRequest(http.MethodGet, "/api/items", nil)
+		w := &benchWriter{h: make(http.Header, 16)}
+		ex := &exchange{w: w, r: req, repl: caddyhttp.NewTestReplacer(req), identity: "service-bi"}
+		policy, value := make([]string, 1), make([]string, 1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			clear(w.h)
+			policy[0], value[0] = `"/api/*";q=1000000000;w=1, "total";q=1000000000;w=1`, `"/api/*";r=999999999;t=1, "total";r=999999999;t=1`
+			w.h[rateLimitPolicyHeader], w.h[rateLimitHeader] = policy, value
+			if d := c.decideIdentity(ex); d.Status != 0 {
+				b.Fatal(d)
+			}
+		}
+	})
 }
 
 // TestIdentityRecipeAdapts: the README's per-service quota recipe is a
@@ -347,5 +382,42 @@ func TestIdentityRecipeAdapts(t *testing.T) {
 	if len(hs) != 1 || !strings.Contains(hs[0], `{"burst":20,"events":50,"identity":"SERVICE_BI_KEY","window":1000000000}`) ||
 		!strings.Contains(hs[0], `{"burst":10,"events":5,"identity":"*","window":1000000000}`) {
 		t.Fatalf("adapted handler: %v", hs)
+	}
+}
+
+// TestRateLimitFieldsArena: header values built in the exchange's arena
+// are exact whether they fit or spill to the heap, and a value given out
+// is never changed by what is written after it.
+func TestRateLimitFieldsArena(t *testing.T) {
+	long := "/" + strings.Repeat("x", 150) + "/*"
+	for _, tc := range []struct{ name, body, path, policy string }{
+		{"fits", "route /q 10/1m\nidentity svc 2/1m", "/q", `"/q";q=10;w=60, "identity";q=2;w=60`},
+		{"route spills", "route " + long + " 10/1m\nidentity svc 2/1m", long[:len(long)-1] + "a", `"` + long + `";q=10;w=60, "identity";q=2;w=60`},
+		{"identity spills", "route /" + strings.Repeat("y", 80) + " 10/1m\nidentity svc 2/1m", "/" + strings.Repeat("y", 80), `"/` + strings.Repeat("y", 80) + `";q=10;w=60, "identity";q=2;w=60`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestRateLimit(t, tc.body, newFakeClock())
+			req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+			req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "10.0.0.1"}))
+			rec := httptest.NewRecorder()
+			ex := &exchange{w: rec, r: req, repl: caddyhttp.NewTestReplacer(req), identity: "svc"}
+			if d := c.decide(ex); d.Status != 0 {
+				t.Fatal(d)
+			}
+			before := rec.Header().Get("RateLimit-Policy")
+			kept := strings.Clone(before)
+			if d := c.decideIdentity(ex); d.Status != 0 {
+				t.Fatal(d)
+			}
+			if before != kept {
+				t.Fatalf("the first value changed under its string: %q, was %q", before, kept)
+			}
+			if got := rec.Header().Values("RateLimit-Policy"); len(got) != 1 || got[0] != tc.policy {
+				t.Fatalf("RateLimit-Policy %q, want %q", got, tc.policy)
+			}
+			if got := rec.Header().Get("RateLimit"); !strings.HasSuffix(got, `, "identity";r=1;t=30`) || strings.Count(got, `";r=`) != 2 {
+				t.Fatalf("RateLimit %q", got)
+			}
+		})
 	}
 }
