@@ -27,9 +27,10 @@ func init() {
 // their object is present.
 //
 // The stages run on every request in this order: request ID, security
-// headers, paths, CORS, rate limit, auth, identity budgets; the first stage that refuses a request
-// ends it with an error status (so `handle_errors` can shape the body), with
-// the request ID, security headers and CORS headers already set.
+// headers, paths, CORS, rate limit, auth, then rate_limit's identity
+// budgets; the first stage that refuses a request ends it with an error
+// status (so `handle_errors` can shape the body), with the request ID,
+// security headers and CORS headers already set.
 type Handler struct {
 	// Secrets that must be present when the config loads (SEC-03). Secrets
 	// named by `auth` API keys are required automatically.

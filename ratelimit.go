@@ -750,13 +750,7 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	if c.Mode != modeReport {
 		hdr := ex.w.Header()
 		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, true)
-		for i := range bs {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = append(b, bs[i].limit.policy...)
-		}
-		ex.rl.policy.set(hdr, rateLimitPolicyHeader, b)
+		ex.rl.policy.set(hdr, rateLimitPolicyHeader, appendPolicies(b, bs))
 		b = ex.rl.value.extend(hdr, rateLimitHeader, true)
 		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs))
 	}
@@ -857,7 +851,18 @@ func policyHeader(bs []budget) string {
 	if len(bs) == 1 {
 		return bs[0].limit.policy
 	}
-	return bs[0].limit.policy + ", " + bs[1].limit.policy
+	return string(appendPolicies(nil, bs))
+}
+
+// appendPolicies appends the RateLimit-Policy list members of bs to b.
+func appendPolicies(b []byte, bs []budget) []byte {
+	for i := range bs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, bs[i].limit.policy...)
+	}
+	return b
 }
 
 // rateLimitValue is the RateLimit field value for bs: each policy's
