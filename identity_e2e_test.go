@@ -1,11 +1,17 @@
 package sechard
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // strictProxies makes {client_ip} the address a trusted proxy on loopback
@@ -226,4 +232,42 @@ func TestIdentityReportModeThroughCaddy(t *testing.T) {
 	expectMetrics(t, scrape(t, s, "/metrics"), map[string]float64{
 		series("sechard_requests_rejected_total", "server", srv, "reason", "rate_limited", "mode", "enforce"): 1,
 	})
+}
+
+// TestIdentityBudgetSpansKeyAndIssuedToken: the recipe's claim. A token
+// the token service issued for an API key has the key's name as `sub`, so
+// the key used directly and the token traded for it spend one identity
+// budget; the token request itself spends none.
+func TestIdentityBudgetSpansKeyAndIssuedToken(t *testing.T) {
+	signing, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, signing)}, authEnv...)
+	up := startUpstream(t)
+	site := strings.Replace(tokenSite(up.Addr, "TS_KEY_A", ""), "\t\t\trate 1000/1m\n", "\t\t\trate 1000/1m\n\t\t\tidentity BI_KEY 4/1m\n", 1)
+	s := startCaddy(t, site, caddyOptions{Env: env})
+	cc := clientcredentials.Config{ClientID: "BI_KEY", ClientSecret: biKeyValue, TokenURL: s.URL + "/oauth2/token", Scopes: []string{"nl-query:read"}}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := []string{"Authorization", "Bearer " + tok.AccessToken}
+	key := []string{"X-API-Key", biKeyValue}
+	got := []int{
+		s.Get("/nl-query/q", key...).StatusCode,
+		s.Get("/nl-query/q", bearer...).StatusCode,
+		s.Get("/nl-query/q", key...).StatusCode,
+		s.Get("/nl-query/q", bearer...).StatusCode,
+		s.Get("/nl-query/q", bearer...).StatusCode,
+		s.Get("/nl-query/q", key...).StatusCode,
+	}
+	if want := []int{200, 200, 200, 200, 429, 429}; !equalInts(got, want) {
+		t.Fatalf("BI_KEY by key and by token: %v, want %v", got, want)
+	}
+	if last := up.Last(); last.Header.Get("X-Auth-Subject") != "BI_KEY" {
+		t.Fatalf("X-Auth-Subject %q", last.Header.Get("X-Auth-Subject"))
+	}
+	// Trading the key for another token still works: the token endpoint
+	// is answered before auth, so no identity budget applies there.
+	if _, err := cc.Token(context.Background()); err != nil {
+		t.Fatalf("token request with BI_KEY's budget spent: %v", err)
+	}
 }
