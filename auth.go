@@ -534,6 +534,7 @@ func (a *Auth) decide(ex *exchange) decision {
 	ex.repl.Set("http.auth.user.id", id.boxedSubject)
 	ex.repl.Set("http.auth.user.scopes", id.boxedScopes)
 	ex.repl.Set("http.auth.user.method", id.boxedMethod)
+	ex.identity = id.subject // for rate_limit's identity budgets
 	switch a.AuditAllows {
 	case auditAllowsAccessLog:
 		if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil {

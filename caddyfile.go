@@ -59,6 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			rate           <N>/<duration> [burst <B>]
 //			route          <path-pattern> <N>/<duration> [burst <B>]
 //			total          <N>/<duration> [burst <B>]
+//			identity       <name>|* <N>/<duration> [burst <B>]
 //			store          memory|redis <url> [password_secret <NAME>]
 //			on_store_error local|allow|deny
 //			store_timeout  <duration>

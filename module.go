@@ -27,9 +27,10 @@ func init() {
 // their object is present.
 //
 // The stages run on every request in this order: request ID, security
-// headers, paths, CORS, rate limit, auth; the first stage that refuses a request
-// ends it with an error status (so `handle_errors` can shape the body), with
-// the request ID, security headers and CORS headers already set.
+// headers, paths, CORS, rate limit, auth, then rate_limit's identity
+// budgets; the first stage that refuses a request ends it with an error
+// status (so `handle_errors` can shape the body), with the request ID,
+// security headers and CORS headers already set.
 type Handler struct {
 	// Secrets that must be present when the config loads (SEC-03). Secrets
 	// named by `auth` API keys are required automatically.
@@ -127,6 +128,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Auth.provision(env); err != nil {
 		return fmt.Errorf("provisioning auth: %w", err)
 	}
+	if h.RateLimit.hasIdentities() && h.Auth == nil {
+		return errors.New("provisioning rate_limit: identity lines need auth, which names the identity")
+	}
 	if err := h.TokenService.provision(env, h.Auth); err != nil {
 		return fmt.Errorf("provisioning token_service: %w", err)
 	}
@@ -173,17 +177,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if done, err := h.conclude(ex, "auth", h.Auth.mode(), h.Auth.decide(ex)); done {
 		return err // 7. SEC-10
 	}
+	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decideIdentity(ex)); done {
+		return err // 7b. SEC-09: the budget of the identity auth accepted
+	}
 	return next.ServeHTTP(ex.w, ex.r)
 }
 
 // exchange is what the stages of one request share. Stages may replace r
-// (e.g. auth passes on a request with identity headers).
+// (e.g. auth passes on a request with identity headers). It is allocated
+// per request and must never be pooled or reused: response header values
+// are strings over rl's bytes (see rlField) and live as long as it does.
 type exchange struct {
 	w         http.ResponseWriter
 	r         *http.Request
 	repl      *caddy.Replacer
 	requestID string
 	cors      *corsActual // the CORS headers set for an allowed origin
+	identity  string      // the identity auth accepted ("" for none, or a public path)
+	rl        rlFields    // the rate-limit header values
 }
 
 // decision is what a stage says about a request: go on (the zero value),

@@ -28,6 +28,9 @@ import (
 // paths. A request is admitted only if every budget it spends admits it,
 // and a refused request spends nothing.
 //
+// `identities` are budgets per authenticated identity, spent in a step of
+// their own after auth has accepted the request (see IdentityLimit).
+//
 // Each limit is a GCRA (token bucket) of N requests per window with a burst:
 // a client starts with `burst` requests available (default N), and gets one
 // back every window/N. Responses carry `RateLimit-Policy` and `RateLimit`
@@ -65,6 +68,13 @@ type RateLimit struct {
 	// Total is an optional per-client budget that every request spends in
 	// addition to its route's, across all routes.
 	Total *RateSpec `json:"total,omitempty"`
+
+	// Identities are budgets per authenticated identity, spent after
+	// `auth` has accepted a request (and so needing `auth`): one budget per
+	// identity across all paths, whatever address it calls from. A request
+	// auth refused, or one to a `public` path, spends none. They come on
+	// top of the per-address budgets above, which are spent before auth.
+	Identities []IdentityLimit `json:"identities,omitempty"`
 
 	// Store is where budgets live: `memory` (default; this instance only)
 	// or `redis` (shared by every instance using the same Redis).
@@ -104,6 +114,10 @@ type RateLimit struct {
 	routes    []compiledRoute
 	deflt     *compiledLimit
 	total     *compiledLimit
+	idLimits  map[string]*compiledLimit // by identity; nil without named identity lines
+	idStar    *compiledLimit            // the `*` line; nil without one
+	idMem     *memoryStore              // identity budgets, kept by identity and line
+	idMemKey  string
 	keyPH     string // the key template when it is exactly one placeholder
 	keyIP     bool   // the key template uses the client IP
 	mem       *memoryStore
@@ -116,6 +130,7 @@ type RateLimit struct {
 	cfgDigest string // identifies the limits in Redis keys
 	metrics   *handlerMetrics
 	untrack   func() // stops counting mem in sechard_ratelimit_memory_keys
+	untrackID func() // likewise for idMem
 
 	// proxyCheck, when provisioning could not see the server, is true until
 	// the first request has checked its proxy settings.
@@ -131,6 +146,16 @@ type RateSpec struct {
 	// Burst is how many requests a client with a full budget may make at
 	// once (the bucket size, ≥ 1). Default: Events.
 	Burst int `json:"burst,omitempty"`
+}
+
+// IdentityLimit is the budget of an authenticated identity.
+type IdentityLimit struct {
+	// Identity is the identity as `{http.auth.user.id}` shows it: a JWT's
+	// `sub`, an API key's secret name, a client certificate's identity as
+	// its `client_cert` line names it. `*` stands for every identity
+	// without a line of its own, each with a budget of its own.
+	Identity string `json:"identity"`
+	RateSpec
 }
 
 // RouteLimit is a path pattern with its own limit.
@@ -152,10 +177,14 @@ type compiledLimit struct {
 	mem    gcraLimit // in nanoseconds
 	red    gcraLimit // in microseconds
 	policy string    // `"name";q=N;w=W`
+	idTag  string    // identity lines: the line's budget id, a digest of its limit
 }
 
 // budget is one limit a request spends, identified by kind and tag within
-// the client: 'r' + route index, 'p' + cleaned path, 't' for total.
+// the client: 'r' + route index, 'p' + cleaned path, 't' for total; or,
+// with the identity as the client, 'i' + a digest of the identity line's
+// limit (so a line that is unchanged keeps its budgets whatever else
+// changes, and a changed one starts afresh).
 type budget struct {
 	kind  byte
 	tag   string
@@ -182,6 +211,10 @@ const (
 	rateLimitHeader         = "Ratelimit"        // RateLimit, in canonical form for direct map use
 	rateLimitPolicyHeader   = "Ratelimit-Policy" // RateLimit-Policy, likewise
 	rateLimitRetryAfterHead = "Retry-After"
+	identityPolicy          = "identity" // the identity budgets' policy name
+	identityAny             = "*"
+	kindIdentity            = 'i'
+	redisIdentityPrefix     = "sechard:rl:id:" // identity budgets: independent of the per-address config
 )
 
 // rateLimitPool holds memory stores and Redis clients across config
@@ -235,6 +268,21 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			c.Routes = append(c.Routes, RouteLimit{Path: args[0], RateSpec: *spec})
+		case "identity":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			spec, err := parseRateSpec(d, args[1:])
+			if err != nil {
+				return err
+			}
+			for _, il := range c.Identities {
+				if il.Identity == args[0] {
+					return d.Errf("identity %q has two lines", args[0])
+				}
+			}
+			c.Identities = append(c.Identities, IdentityLimit{Identity: args[0], RateSpec: *spec})
 		case "store":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -369,8 +417,8 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	if c.MaxKeys < 0 {
 		return fmt.Errorf("max_keys must be positive")
 	}
-	if c.Rate == nil && c.Total == nil && len(c.Routes) == 0 {
-		return fmt.Errorf("rate_limit needs at least one of rate, route or total")
+	if c.Rate == nil && c.Total == nil && len(c.Routes) == 0 && len(c.Identities) == 0 {
+		return fmt.Errorf("rate_limit needs at least one of rate, route, total or identity")
 	}
 	c.onErr = c.OnStoreError
 	switch c.onErr {
@@ -383,7 +431,8 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	if ph, ok := singlePlaceholder(c.Key); ok {
 		c.keyPH = ph
 	}
-	if c.keyIP = keyUsesClientIP(c.Key); c.keyIP {
+	addressed := c.Rate != nil || c.Total != nil || len(c.Routes) > 0
+	if c.keyIP = keyUsesClientIP(c.Key); c.keyIP && addressed {
 		if srv, ok := env.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 			c.warnIfSpoofable(srv)
 		} else {
@@ -415,6 +464,9 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 		}
 		c.routes[i] = compiledRoute{match: m, tag: strconv.Itoa(i), limit: lim}
 	}
+	if err := c.compileIdentities(); err != nil {
+		return err
+	}
 
 	// State is shared across reloads by everything that determines what a
 	// budget means: the key template and the limits. Changing any of them
@@ -438,6 +490,21 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	}
 	c.mem = v.(*memoryStore)
 	c.untrack = env.metrics.trackMemoryStore(c.mem)
+	if len(c.Identities) > 0 {
+		// Identity budgets live apart from the per-address ones, keyed by
+		// identity and line, so that they outlive reloads changing other
+		// lines.
+		c.idMemKey = "memory:identities:" + strconv.Itoa(c.MaxKeys)
+		v, _, err := rateLimitPool.LoadOrNew(c.idMemKey, func() (caddy.Destructor, error) {
+			return newMemoryStore(c.MaxKeys, now, memorySweepInterval), nil
+		})
+		if err != nil {
+			c.cleanup()
+			return err
+		}
+		c.idMem = v.(*memoryStore)
+		c.untrackID = env.metrics.trackMemoryStore(c.idMem)
+	}
 
 	switch c.Store {
 	case "", storeMemory:
@@ -452,6 +519,44 @@ func (c *RateLimit) provision(env *provisionEnv) error {
 	}
 	return nil
 }
+
+// compileIdentities prepares the identity lines.
+func (c *RateLimit) compileIdentities() error {
+	c.idLimits, c.idStar = nil, nil
+	for _, il := range c.Identities {
+		if il.Identity == "" {
+			return fmt.Errorf("identity: empty name (use * for every identity)")
+		}
+		spec := il.RateSpec
+		lim, err := compileLimit(identityPolicy, &spec)
+		if err != nil {
+			return fmt.Errorf("identity %s: %w", il.Identity, err)
+		}
+		burst := spec.Burst
+		if burst == 0 {
+			burst = spec.Events
+		}
+		lim.idTag = shortDigest(fmt.Sprintf("%d/%d/%d", spec.Events, int64(spec.Window), burst))
+		if il.Identity == identityAny {
+			if c.idStar != nil {
+				return fmt.Errorf("identity *: two lines")
+			}
+			c.idStar = lim
+			continue
+		}
+		if c.idLimits == nil {
+			c.idLimits = make(map[string]*compiledLimit)
+		}
+		if c.idLimits[il.Identity] != nil {
+			return fmt.Errorf("identity %s: two lines", il.Identity)
+		}
+		c.idLimits[il.Identity] = lim
+	}
+	return nil
+}
+
+// hasIdentities reports whether c has identity lines.
+func (c *RateLimit) hasIdentities() bool { return c != nil && len(c.Identities) > 0 }
 
 // compileLimit checks spec and prepares it; a nil spec is no limit.
 func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
@@ -519,9 +624,19 @@ func (c *RateLimit) cleanup() error {
 		c.untrack()
 		c.untrack = nil
 	}
+	if c.untrackID != nil {
+		c.untrackID()
+		c.untrackID = nil
+	}
 	if c.mem != nil {
 		_, err = rateLimitPool.Delete(c.memKey)
 		c.mem = nil
+	}
+	if c.idMem != nil {
+		if _, e := rateLimitPool.Delete(c.idMemKey); e != nil && err == nil {
+			err = e
+		}
+		c.idMem = nil
 	}
 	if c.redis != nil {
 		if _, e := rateLimitPool.Delete(c.redisKey); e != nil && err == nil {
@@ -628,30 +743,84 @@ func (c *RateLimit) decide(ex *exchange) decision {
 			c.warnIfSpoofable(srv)
 		}
 	}
-	client := c.clientKey(ex)
-	now := c.now()
-
-	var ok bool
-	if c.redis != nil {
-		var d *decision
-		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
-			if d.Status != 0 {
-				c.metrics.rateLimited(ex, c.Mode, d.Reason, refusedBy(bs))
-			}
-			return *d // Redis could not decide, and on_store_error is allow or deny
-		}
-	} else {
-		ok = c.mem.take(now.UnixNano(), client, bs)
+	ok, d := c.spend(ex, c.mem, c.clientKey(ex), bs)
+	if d != nil {
+		return *d
 	}
-
 	if c.Mode != modeReport {
 		hdr := ex.w.Header()
-		hdr[rateLimitPolicyHeader] = []string{policyHeader(bs)}
-		hdr[rateLimitHeader] = []string{rateLimitValue(bs)}
+		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, true)
+		ex.rl.policy.set(hdr, rateLimitPolicyHeader, appendPolicies(b, bs))
+		b = ex.rl.value.extend(hdr, rateLimitHeader, true)
+		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs))
 	}
 	if ok {
 		return allow
 	}
+	return c.refusal(ex, bs, "over the "+refusedBy(bs)+" limit")
+}
+
+// decideIdentity spends the budget of the identity auth accepted, if an
+// identity line covers it: step 7 of the order of work, after auth. A
+// request auth refused or let through without an identity (a `public`
+// path) has no identity and spends nothing. Its policy joins the route
+// and total policies already in the RateLimit and RateLimit-Policy fields.
+func (c *RateLimit) decideIdentity(ex *exchange) decision {
+	if c == nil || ex.identity == "" {
+		return allow
+	}
+	lim := c.idLimits[ex.identity]
+	if lim == nil {
+		if lim = c.idStar; lim == nil {
+			return allow
+		}
+	}
+	bs := [1]budget{{kind: kindIdentity, tag: lim.idTag, limit: lim}}
+	ok, d := c.spend(ex, c.idMem, ex.identity, bs[:])
+	if d != nil {
+		return *d
+	}
+	if c.Mode != modeReport {
+		// Joins the per-address step's values (RFC 9651 lists).
+		hdr := ex.w.Header()
+		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, false)
+		ex.rl.policy.set(hdr, rateLimitPolicyHeader, append(b, lim.policy...))
+		b = ex.rl.value.extend(hdr, rateLimitHeader, false)
+		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs[:]))
+	}
+	if ok {
+		return allow
+	}
+	return c.refusal(ex, bs[:], "over the identity limit of "+strconv.Quote(ex.identity))
+}
+
+// localStore is the memory store that holds bs (identity budgets are kept
+// apart); on_store_error local decides there while Redis is away.
+func (c *RateLimit) localStore(bs []budget) *memoryStore {
+	if len(bs) > 0 && bs[0].kind == kindIdentity {
+		return c.idMem
+	}
+	return c.mem
+}
+
+// spend takes one request from every budget in bs, for client, from Redis
+// or mem. d, when not nil, is the decision to return as is: Redis could not
+// decide, and on_store_error is allow or deny.
+func (c *RateLimit) spend(ex *exchange, mem *memoryStore, client string, bs []budget) (ok bool, d *decision) {
+	now := c.now()
+	if c.redis != nil {
+		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
+			if d.Status != 0 {
+				c.metrics.rateLimited(ex, c.Mode, d.Reason, refusedBy(bs))
+			}
+		}
+		return ok, d
+	}
+	return mem.take(now.UnixNano(), client, bs), nil
+}
+
+// refusal is the 429 for a request some budget of bs refused.
+func (c *RateLimit) refusal(ex *exchange, bs []budget, detail string) decision {
 	var retry int64
 	for i := range bs {
 		if !bs[i].res.allowed && bs[i].res.retryAfter > retry {
@@ -662,7 +831,7 @@ func (c *RateLimit) decide(ex *exchange) decision {
 	return decision{
 		Status: http.StatusTooManyRequests,
 		Reason: rateLimitedReason,
-		Detail: "over the " + refusedBy(bs) + " limit",
+		Detail: detail,
 		Header: http.Header{rateLimitRetryAfterHead: []string{strconv.FormatInt(max(ceilSeconds(retry), 1), 10)}},
 	}
 }
@@ -682,14 +851,29 @@ func policyHeader(bs []budget) string {
 	if len(bs) == 1 {
 		return bs[0].limit.policy
 	}
-	return bs[0].limit.policy + ", " + bs[1].limit.policy
+	return string(appendPolicies(nil, bs))
+}
+
+// appendPolicies appends the RateLimit-Policy list members of bs to b.
+func appendPolicies(b []byte, bs []budget) []byte {
+	for i := range bs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, bs[i].limit.policy...)
+	}
+	return b
 }
 
 // rateLimitValue is the RateLimit field value for bs: each policy's
 // remaining requests and the seconds until its budget is full again.
 func rateLimitValue(bs []budget) string {
 	var buf [160]byte
-	b := buf[:0]
+	return string(appendRateLimitItems(buf[:0], bs))
+}
+
+// appendRateLimitItems appends the RateLimit list members of bs to b.
+func appendRateLimitItems(b []byte, bs []budget) []byte {
 	for i := range bs {
 		if i > 0 {
 			b = append(b, ", "...)
@@ -701,7 +885,7 @@ func rateLimitValue(bs []budget) string {
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, ceilSeconds(bs[i].res.resetAfter), 10)
 	}
-	return string(b)
+	return b
 }
 
 // ceilSeconds converts nanoseconds to whole seconds, rounding up.
@@ -766,4 +950,15 @@ func policyName(s string) string {
 		}
 	}
 	return s
+}
+
+// keyPrefix is where bs lives in Redis: under the per-address config's
+// digest, or, for identity budgets, under a prefix of their own (the line's
+// limit is in the key), so an unchanged identity line keeps its budgets
+// across reloads that change other lines.
+func (s *redisStore) keyPrefix(bs []budget) string {
+	if bs[0].kind == kindIdentity {
+		return redisIdentityPrefix
+	}
+	return s.prefix
 }

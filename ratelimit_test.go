@@ -538,9 +538,9 @@ func BenchmarkRateLimitDecide(b *testing.B) {
 	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "10.0.0.1"}))
 	repl := caddyhttp.NewTestReplacer(req)
 	rec := httptest.NewRecorder()
-	ex := &exchange{w: rec, r: req, repl: repl}
 	b.ReportAllocs()
 	for b.Loop() {
+		ex := &exchange{w: rec, r: req, repl: repl} // one per request, as in ServeHTTP
 		if d := c.decide(ex); d.Status != 0 {
 			b.Fatal(d)
 		}

@@ -156,7 +156,7 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 			Header: http.Header{rateLimitRetryAfterHead: []string{"1"}},
 		}
 	}
-	return c.mem.take(nowNs, client, bs), nil
+	return c.localStore(bs).take(nowNs, client, bs), nil
 }
 
 // eval runs the GCRA script for bs.
@@ -170,7 +170,7 @@ func (s *redisStore) eval(client string, bs []budget) (bool, error) {
 	keys := make([]string, len(bs))
 	args := make([]any, 0, 2*len(bs))
 	for i := range bs {
-		keys[i] = s.prefix + tag + string(bs[i].kind) + budgetTag(&bs[i])
+		keys[i] = s.keyPrefix(bs) + tag + string(bs[i].kind) + budgetTag(&bs[i])
 		args = append(args, bs[i].limit.red.interval, bs[i].limit.red.tolerance)
 	}
 	vals, err := gcraScript.Run(ctx, s.client, keys, args...).Int64Slice()

@@ -1,0 +1,74 @@
+package sechard
+
+import (
+	"net/http"
+	"unsafe"
+)
+
+// rlFields holds the RateLimit-Policy and RateLimit values of one request,
+// so that the rate-limit steps set them without allocating: the
+// per-address step writes both, and the identity step, after auth, adds
+// its policy to the same values.
+type rlFields struct {
+	policy, value rlField
+}
+
+// rlField is one header field's value, built in a per-request arena.
+//
+// A value handed to the header map is a string over the arena's bytes
+// [start, end). Bytes are only ever written at or after end, and end only
+// grows, so no byte under a string given out is ever written again:
+// every such string stays immutable, as Go requires of strings. A value
+// that does not fit in the arena is built on the heap as usual. The arena
+// lives inside the request's exchange, which those strings keep alive for
+// as long as the header map holds them.
+type rlField struct {
+	vals       [1]string // the header map's []string for this field
+	start, end int       // the value in the arena is buf[start:end]
+	buf        [rlFieldArena]byte
+}
+
+// rlFieldArena is the room for one field's value: a route, total and
+// identity policy with everyday names and numbers (about 70 bytes); longer
+// values go to the heap.
+const rlFieldArena = 128
+
+// current reports whether vals is the field's value in hdr and still the
+// arena's latest value, which can then be extended in place.
+func (f *rlField) current(vals []string) bool {
+	return len(vals) == 1 && &vals[0] == &f.vals[0] && f.end > f.start &&
+		unsafe.StringData(f.vals[0]) == &f.buf[f.start] && len(f.vals[0]) == f.end-f.start
+}
+
+// extend returns a buffer holding the field's current value in hdr,
+// followed by ", " when there is one, to append list members to; fresh
+// true starts an empty value.
+func (f *rlField) extend(hdr http.Header, k string, fresh bool) []byte {
+	old := hdr[k]
+	if !fresh && f.current(old) {
+		return append(f.buf[f.start:f.end], ", "...)
+	}
+	f.start = f.end
+	b := f.buf[f.start:f.end]
+	if !fresh && len(old) == 1 {
+		b = append(append(b, old[0]...), ", "...)
+	}
+	return b
+}
+
+// set makes b, returned by extend and appended to, the field's value in
+// hdr.
+func (f *rlField) set(hdr http.Header, k string, b []byte) {
+	if len(b) > 0 && f.start < len(f.buf) && &b[0] == &f.buf[f.start] {
+		// Still in the arena: b only wrote at or after f.end.
+		f.end = f.start + len(b)
+		f.vals[0] = unsafe.String(&f.buf[f.start], len(b))
+	} else {
+		// append moved b to the heap, where nothing else holds it and
+		// nothing writes to it again (the next extend copies): no second
+		// copy needed.
+		f.vals[0] = unsafe.String(unsafe.SliceData(b), len(b))
+		f.start, f.end = len(f.buf), len(f.buf) // the arena holds no current value
+	}
+	hdr[k] = f.vals[:]
+}
