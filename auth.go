@@ -1,6 +1,7 @@
 package sechard
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -330,10 +331,9 @@ func (a *Auth) provision(env *provisionEnv) error {
 		return fmt.Errorf("phase must be dual, jwt_rollout or jwt_only, got %q", a.Phase)
 	}
 
-	a.keyHeader = http.CanonicalHeaderKey(a.APIKeyHeader)
-	if a.keyHeader == "" {
-		a.keyHeader = defaultAPIKeyHeader
-	}
+	// Canonical, so the request path never canonicalizes (and allocates)
+	// it again: the default's spelling, X-API-Key, is not.
+	a.keyHeader = http.CanonicalHeaderKey(cmp.Or(a.APIKeyHeader, defaultAPIKeyHeader))
 	reqID := env.requestIDHeader
 	if reqID == "" {
 		reqID = (*RequestID)(nil).headerName()
