@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -58,8 +57,9 @@ const redisBackoff = time.Second
 // than the store timeout opens a circuit breaker, and for the next second
 // requests are decided by onErr without asking Redis.
 type redisStore struct {
-	client    *redis.Client
+	client    redis.UniversalClient
 	redacted  string // the URL without its password, for logs
+	topology  string // "" (one server), "cluster" or "sentinel"
 	timeout   time.Duration
 	prefix    string // "sechard:rl:<config digest>:"
 	onErr     string
@@ -68,18 +68,23 @@ type redisStore struct {
 	storeErrs prometheus.Counter // sechard_ratelimit_store_errors_total{store="redis"}; nil without metrics
 }
 
-// pooledRedis is a client shared through rateLimitPool by every config using
-// the same URL, password and timeout; the last one out closes it.
-type pooledRedis struct{ *redis.Client }
+// redisConfig is the store's Redis line.
+func (c *RateLimit) redisConfig() redisConfig {
+	return redisConfig{Topology: c.RedisTopology, URL: c.RedisURL, PasswordSecret: c.RedisPasswordSecret,
+		Username: c.RedisUsername, TLSCA: c.RedisTLSCA}
+}
 
-func (p pooledRedis) Destruct() error { return p.Close() }
+func (c *RateLimit) setRedisConfig(rc redisConfig) {
+	c.RedisTopology, c.RedisURL, c.RedisPasswordSecret = rc.Topology, rc.URL, rc.PasswordSecret
+	c.RedisUsername, c.RedisTLSCA = rc.Username, rc.TLSCA
+}
 
 // requiredSecrets names the secrets the rate-limit config needs.
 func (c *RateLimit) requiredSecrets() []string {
-	if c == nil || c.RedisPasswordSecret == "" || c.Store != storeRedis {
+	if c == nil || c.Store != storeRedis {
 		return nil
 	}
-	return []string{c.RedisPasswordSecret}
+	return c.redisConfig().requiredSecrets()
 }
 
 func (c *RateLimit) provisionRedis(env *provisionEnv) error {
@@ -87,27 +92,16 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		return errors.New("store redis needs a URL")
 	}
 	timeout := time.Duration(c.StoreTimeout)
-	opts, err := redisOptions(c.RedisURL, timeout)
+	rc := c.redisConfig()
+	client, key, err := rc.client(env.Context, redisParams{timeout: timeout, poolSize: 64, minIdle: 2}, env.secrets)
 	if err != nil {
 		return fmt.Errorf("store %w", err)
 	}
-	if err := setRedisPassword(opts, c.RedisPasswordSecret, env.secrets); err != nil {
-		return err
-	}
-	opts.PoolSize = max(opts.PoolSize, 64)
-	opts.MinIdleConns = max(opts.MinIdleConns, 2)
-
-	pw := sha256.Sum256([]byte(opts.Password))
-	c.redisKey = fmt.Sprintf("redis:%s|%x|%d", c.RedisURL, pw[:8], timeout)
-	v, _, err := rateLimitPool.LoadOrNew(c.redisKey, func() (caddy.Destructor, error) {
-		return pooledRedis{redis.NewClient(opts)}, nil
-	})
-	if err != nil {
-		return err
-	}
+	c.redisKey = key
 	c.redis = &redisStore{
-		client:    v.(pooledRedis).Client,
+		client:    client,
 		redacted:  redactURL(c.RedisURL),
+		topology:  c.RedisTopology,
 		timeout:   timeout,
 		prefix:    "sechard:rl:" + c.cfgDigest + ":",
 		onErr:     c.onErr,
@@ -115,9 +109,17 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		storeErrs: env.metrics.storeErrors(storeRedis),
 	}
 	c.logger.Info("rate limits shared through redis",
-		zap.String("store", c.redis.redacted), zap.String("on_store_error", c.onErr),
-		zap.Duration("store_timeout", timeout))
+		zap.String("store", c.redis.redacted), zap.String("topology", c.redis.topologyName()),
+		zap.String("on_store_error", c.onErr), zap.Duration("store_timeout", timeout))
 	return nil
+}
+
+// topologyName names the topology in logs.
+func (s *redisStore) topologyName() string {
+	if s.topology == "" {
+		return "server"
+	}
+	return s.topology
 }
 
 // take decides a request through Redis. It returns a decision to use as is
@@ -135,9 +137,12 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 			return ok, nil
 		}
 		if s.breaker.failure(nowNs, redisBackoff) {
-			s.logger.Error("rate-limit store unavailable; deciding without it until it answers again",
-				zap.String("store", s.redacted), zap.String("on_store_error", s.onErr), zap.Error(err),
-				zap.String("request_id", requestID))
+			fields := []zap.Field{zap.String("store", s.redacted), zap.String("topology", s.topologyName()),
+				zap.String("on_store_error", s.onErr), zap.Error(err), zap.String("request_id", requestID)}
+			if h := redisErrorHint(err); h != "" {
+				fields = append(fields, zap.String("hint", h))
+			}
+			s.logger.Error("rate-limit store unavailable; deciding without it until it answers again", fields...)
 		}
 	}
 	// Redis did not answer this decision: it failed, timed out, or the
