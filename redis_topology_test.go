@@ -368,6 +368,39 @@ func TestRedisClusterSharedLimitsAndRevocations(t *testing.T) {
 		}
 	}
 	requireNoPasswordInConfig(t, a, site, pw)
+
+	// A one-server URL pointed at a cluster node is not silently a
+	// per-instance limit: the outage line says what is wrong.
+	one, logs := newRedisRateLimit(t, "key {http.request.header.X-Client}\nrate 5/1m\nstore redis redis://"+
+		tc.nodes[0].Addr+"/0", nil)
+	for i := 0; i < 30 && logs.FilterMessageSnippet("rate-limit store unavailable").Len() == 0; i++ {
+		hit(one, "10.0.0.1", "/x", "X-Client", fmt.Sprintf("moved-%d", i))
+	}
+	out := logs.FilterMessageSnippet("rate-limit store unavailable").All()
+	if len(out) != 1 || !strings.Contains(fmt.Sprint(out[0].ContextMap()["hint"]), "redis cluster <url>") {
+		t.Fatalf("outage lines %v, want one with a hint to use `redis cluster`", out)
+	}
+}
+
+// TestRevocationRedisLegacyLayoutStillRead: revocations written by earlier
+// versions (keys without the hash tag) keep applying on one server.
+func TestRevocationRedisLegacyLayoutStillRead(t *testing.T) {
+	r := startRedis(t)
+	c := redisClient(t, r)
+	ctx := context.Background()
+	now := time.Now()
+	exp := now.Unix() + 600
+	if err := c.ZAdd(ctx, "sechard:revoked:index", redis.Z{Score: float64(exp), Member: "jti:old-jti"},
+		redis.Z{Score: float64(exp), Member: "sub:old-sub"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, "sechard:revoked:jti:old-jti", exp-30, 0)
+	c.Set(ctx, "sechard:revoked:sub:old-sub", now.Unix(), 0)
+	env, _ := newRevocationEnv(t)
+	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL})
+	if !rv.revoked("old-jti", "", now) || !rv.revoked("", "old-sub", now.Add(-time.Minute)) || rv.revoked("", "old-sub", now.Add(time.Minute)) {
+		t.Fatalf("legacy entries not applied: %+v", rv.entries())
+	}
 }
 
 // slotOwner returns the address of the master serving slot.
