@@ -130,7 +130,7 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 	if s.breaker.allow(nowNs) {
 		ok, err := s.eval(client, bs)
 		if err == nil {
-			if s.breaker.success() {
+			if s.breaker.success(time.Now().UnixNano()) {
 				s.logger.Warn("rate-limit store available again; limits are shared again",
 					zap.String("store", s.redacted), zap.String("request_id", requestID))
 			}
@@ -215,10 +215,21 @@ func shortDigest(s string) string {
 // breaker is a circuit breaker: closed (ask the store) until a failure,
 // then open (don't) for a back-off, then half-open: one caller probes while
 // the others stay on the fallback for another back-off.
+//
+// An outage is logged once: it ends only when the store has answered
+// without a failure for redisSettle. Part of a Redis Cluster down (one
+// master lost until its replica takes over) fails some decisions and not
+// others; without the settling time every probe that happened to reach a
+// live master would end the outage and the next failure start another.
 type breaker struct {
 	openUntil atomic.Int64 // Unix ns; 0 when closed
 	down      atomic.Bool  // an outage is in progress (logged once)
+	upSince   atomic.Int64 // during an outage: first success since the last failure (Unix ns; 0: none)
 }
+
+// redisSettle is how long the store must answer without failing before an
+// outage is over (and logged as over).
+const redisSettle = time.Second
 
 // allow reports whether to ask the store now.
 func (b *breaker) allow(now int64) bool {
@@ -235,14 +246,23 @@ func (b *breaker) allow(now int64) bool {
 // failure opens the breaker; it reports whether an outage starts now.
 func (b *breaker) failure(now int64, backoff time.Duration) bool {
 	b.openUntil.Store(now + int64(backoff))
+	b.upSince.Store(0)
 	return b.down.CompareAndSwap(false, true)
 }
 
 // success closes the breaker; it reports whether an outage ends now.
-func (b *breaker) success() bool {
+func (b *breaker) success(now int64) bool {
 	if b.openUntil.Load() != 0 {
 		b.openUntil.Store(0)
 	}
 	// Load first: the common case (no outage) then writes nothing.
-	return b.down.Load() && b.down.CompareAndSwap(true, false)
+	if !b.down.Load() {
+		return false
+	}
+	since := b.upSince.Load()
+	if since == 0 {
+		b.upSince.CompareAndSwap(0, now)
+		return false
+	}
+	return now-since >= int64(redisSettle) && b.down.CompareAndSwap(true, false)
 }
