@@ -358,6 +358,16 @@ func redisConfigError(err error) bool {
 		strings.Contains(s, "cluster support disabled")
 }
 
+// redisFailed is called when a call failed: a Cluster client then reloads
+// its slot map in the background (throttled by go-redis), so that once a
+// replica has taken over a lost master's slots the next call goes there,
+// rather than to the dead address until the periodic reload.
+func redisFailed(c redis.UniversalClient) {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
+}
+
 // redisErrorHint explains errors that mean the topology is wrong, for the
 // outage log line ("" otherwise).
 func redisErrorHint(err error) string {

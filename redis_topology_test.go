@@ -157,16 +157,21 @@ type testCluster struct {
 	URL   string // redis://seed?addr=…&addr=…
 }
 
-// startRedisCluster starts three cluster-enabled servers, joins them with
-// `redis-cli --cluster create` and waits until the cluster is ok.
-func startRedisCluster(t *testing.T) *testCluster {
+// startRedisCluster starts three masters (with a replica each when
+// replicas), joins them with `redis-cli --cluster create` and waits until
+// the cluster is ok.
+func startRedisCluster(t *testing.T, replicas bool) *testCluster {
 	t.Helper()
 	cli := requireTool(t, "redis-cli")
 	requireTool(t, "redis-server")
 	dir := t.TempDir()
 	tc := &testCluster{}
 	var addrs []string
-	for range 3 {
+	size, perMaster := 3, "0"
+	if replicas {
+		size, perMaster = 6, "1"
+	}
+	for range size {
 		port := freePort(t)
 		args := append(redisBaseArgs(port, dir), "--cluster-enabled", "yes",
 			"--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port),
@@ -176,7 +181,7 @@ func startRedisCluster(t *testing.T) *testCluster {
 		addrs = append(addrs, n.Addr)
 	}
 	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...),
-		"--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+		"--cluster-replicas", perMaster, "--cluster-yes")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -186,7 +191,7 @@ func startRedisCluster(t *testing.T) *testCluster {
 			c := redis.NewClient(&redis.Options{Addr: n.Addr})
 			info, err := c.ClusterInfo(context.Background()).Result()
 			c.Close()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", size)) {
 				return false
 			}
 		}
@@ -288,7 +293,7 @@ func countMsg(s *caddyServer, prefix string) int {
 // three masters; a revocation posted to one reaches the other within
 // cache_ttl; no store error at any point; the password is nowhere.
 func TestRedisClusterSharedLimitsAndRevocations(t *testing.T) {
-	tc := startRedisCluster(t)
+	tc := startRedisCluster(t, false)
 	const pw = "cluster-acl-pw-7Hq2"
 	tc.eachNode(t, func(addr string, c *redis.Client) {
 		if err := aclSetUser(context.Background(), c, "sechard", pw); err != nil {
@@ -484,29 +489,7 @@ sentinel failover-timeout m 2000
 		t.Fatalf("before the failover: got %v, want %v", got, want)
 	}
 
-	// Steady load on both instances, many clients, until the end.
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var sent, fivexx atomic.Int64
-	for _, s := range []*caddyServer{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load() && i < 5000; i++ {
-				resp, err := noRedirectClient.Get(s.URL + fmt.Sprintf("/load?i=%d", i))
-				if err != nil {
-					fivexx.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				sent.Add(1)
-				if resp.StatusCode >= 500 {
-					fivexx.Add(1)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
-	}
+	stopLoad := steadyLoad(a, b)
 	time.Sleep(300 * time.Millisecond)
 	killed := time.Now()
 	primary.Kill()
@@ -522,25 +505,122 @@ sentinel failover-timeout m 2000
 			break
 		}
 		if time.Since(killed) > 10*time.Second {
-			stop.Store(true)
-			wg.Wait()
+			stopLoad()
 			t.Fatalf("limits not shared again 10s after the primary died (last %v); logs:\n%s", got, a.Logs())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("limits shared again %v after the primary died", took.Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond) // more load on the new primary
-	stop.Store(true)
-	wg.Wait()
-	if fivexx.Load() != 0 || sent.Load() < 100 {
-		t.Fatalf("%d 5xx or failed requests out of %d", fivexx.Load(), sent.Load())
+	if sent, bad := stopLoad(); bad != 0 || sent < 100 {
+		t.Fatalf("%d 5xx or failed requests out of %d", bad, sent)
 	}
-	for name, s := range map[string]*caddyServer{"a": a, "b": b} {
+	requireOneOutageEach(t, a, b)
+}
+
+// steadyLoad sends requests from many clients to each server, one every
+// 10ms per server, until the returned stop is called; stop reports how
+// many were answered and how many failed or got a 5xx.
+func steadyLoad(servers ...*caddyServer) (stop func() (sent, bad int64)) {
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	var n, fail atomic.Int64
+	for _, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !done.Load() && i < 5000; i++ {
+				req, _ := http.NewRequest(http.MethodGet, s.URL+"/load", nil)
+				req.Header.Set("X-Client", fmt.Sprintf("load-%d", i%64))
+				resp, err := noRedirectClient.Do(req)
+				if err != nil {
+					fail.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				n.Add(1)
+				if resp.StatusCode >= 500 {
+					fail.Add(1)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	return func() (int64, int64) {
+		done.Store(true)
+		wg.Wait()
+		return n.Load(), fail.Load()
+	}
+}
+
+// requireOneOutageEach: each server logged exactly one outage and one
+// recovery of the rate-limit store.
+func requireOneOutageEach(t *testing.T, servers ...*caddyServer) {
+	t.Helper()
+	for name, s := range servers {
 		out, back := countMsg(s, "rate-limit store unavailable"), countMsg(s, "rate-limit store available again")
 		if out != 1 || back != 1 {
-			t.Fatalf("%s: %d outage and %d recovery lines, want 1 and 1; logs:\n%s", name, out, back, s.Logs())
+			t.Fatalf("instance %d: %d outage and %d recovery lines, want 1 and 1; logs:\n%s", name, out, back, s.Logs())
 		}
 	}
+}
+
+// TestRedisClusterMasterLoss: a Cluster master dies under steady load
+// through two instances; its replica takes over; no 5xx at any point, one
+// outage and one recovery line per instance, and limits are shared again
+// for clients on every master.
+func TestRedisClusterMasterLoss(t *testing.T) {
+	tc := startRedisCluster(t, true)
+	site := `http://127.0.0.1:{PORT} {
+	sechard {
+		rate_limit {
+			key {http.request.header.X-Client}
+			rate 3/1m
+			store redis cluster ` + tc.URL + `
+		}
+	}
+	respond "ok"
+}`
+	a := startCaddy(t, site)
+	b := startCaddy(t, site)
+	if got, want := alternateClient("before", "/x", 4, a, b), []int{200, 200, 200, 429}; !equalInts(got, want) {
+		t.Fatalf("before: got %v, want %v", got, want)
+	}
+	var victim *redisProc
+	tc.eachNode(t, func(addr string, c *redis.Client) {
+		if victim == nil {
+			if role, _ := c.Do(context.Background(), "role").Slice(); len(role) > 0 && role[0] == "master" {
+				for _, n := range tc.nodes {
+					if n.Addr == addr {
+						victim = n
+					}
+				}
+			}
+		}
+	})
+	stopLoad := steadyLoad(a, b)
+	time.Sleep(300 * time.Millisecond)
+	killed := time.Now()
+	victim.Kill()
+	for countMsg(a, "rate-limit store available again") == 0 || countMsg(b, "rate-limit store available again") == 0 {
+		if time.Since(killed) > 15*time.Second {
+			stopLoad()
+			t.Fatalf("no recovery 15s after master %s died; logs:\n%s", victim.Addr, a.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("recovered %v after master %s died", time.Since(killed).Round(time.Millisecond), victim.Addr)
+	for i := range 16 {
+		client := fmt.Sprintf("after-%d", i)
+		if got, want := alternateClient(client, "/x", 4, a, b), []int{200, 200, 200, 429}; !equalInts(got, want) {
+			stopLoad()
+			t.Fatalf("%s after recovery: got %v, want %v", client, got, want)
+		}
+	}
+	if sent, bad := stopLoad(); bad != 0 || sent < 100 {
+		t.Fatalf("%d 5xx or failed requests out of %d", bad, sent)
+	}
+	requireOneOutageEach(t, a, b)
 }
 
 // testPKI writes a CA and a server certificate for 127.0.0.1 signed by it,

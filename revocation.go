@@ -509,6 +509,7 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	if err != nil {
+		redisFailed(rv.client)
 		if !rv.redisDown {
 			rv.redisDown = true
 			rv.logger.Error("revocation redis unreachable; the last known list keeps applying",

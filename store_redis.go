@@ -136,6 +136,7 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 			}
 			return ok, nil
 		}
+		redisFailed(s.client)
 		if s.breaker.failure(nowNs, redisBackoff) {
 			fields := []zap.Field{zap.String("store", s.redacted), zap.String("topology", s.topologyName()),
 				zap.String("on_store_error", s.onErr), zap.Error(err), zap.String("request_id", requestID)}
