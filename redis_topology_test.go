@@ -148,7 +148,8 @@ func (p *redisProc) Kill() {
 
 // redisBaseArgs are the arguments every test server gets.
 func redisBaseArgs(port int, dir string) []string {
-	return []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}
+	return []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+		"--repl-diskless-sync-delay", "0"}
 }
 
 // testCluster is a 3-master Redis Cluster on loopback.
@@ -175,7 +176,7 @@ func startRedisCluster(t *testing.T, replicas bool) *testCluster {
 		port := freePort(t)
 		args := append(redisBaseArgs(port, dir), "--cluster-enabled", "yes",
 			"--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port),
-			"--cluster-port", fmt.Sprint(freePort(t)), "--cluster-node-timeout", "2000")
+			"--cluster-port", fmt.Sprint(freePort(t)), "--cluster-node-timeout", "1000")
 		n := startRedisProc(t, port, nil, args...)
 		tc.nodes = append(tc.nodes, n)
 		addrs = append(addrs, n.Addr)
@@ -192,6 +193,13 @@ func startRedisCluster(t *testing.T, replicas bool) *testCluster {
 			info, err := c.ClusterInfo(context.Background()).Result()
 			c.Close()
 			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", size)) {
+				return false
+			}
+			// A replica that has not synced yet could not take over.
+			c = redis.NewClient(&redis.Options{Addr: n.Addr})
+			repl, err := c.Info(context.Background(), "replication").Result()
+			c.Close()
+			if err != nil || strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
 				return false
 			}
 		}
@@ -467,6 +475,7 @@ sentinel failover-timeout m 2000
 	startRedisProc(t, sport, nil, conf, "--sentinel")
 	sc := redis.NewSentinelClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", sport)})
 	defer sc.Close()
+
 	waitUntil(t, 15*time.Second, "sentinel sees the replica", func() bool {
 		reps, err := sc.Replicas(context.Background(), "m").Result()
 		return err == nil && len(reps) == 1 && reps[0]["master-link-status"] == "ok"
@@ -605,7 +614,13 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 	for countMsg(a, "rate-limit store available again") == 0 || countMsg(b, "rate-limit store available again") == 0 {
 		if time.Since(killed) > 15*time.Second {
 			stopLoad()
-			t.Fatalf("no recovery 15s after master %s died; logs:\n%s", victim.Addr, a.Logs())
+			var nodes string
+			tc.eachNode(t, func(addr string, c *redis.Client) {
+				if addr != victim.Addr && nodes == "" {
+					nodes, _ = c.ClusterNodes(context.Background()).Result()
+				}
+			})
+			t.Fatalf("no recovery 15s after master %s died; cluster nodes:\n%s\nlogs:\n%s", victim.Addr, nodes, a.Logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
