@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,7 +99,7 @@ type redisProc struct {
 
 // startRedisProc runs redis-server with args on a free port (added here)
 // and waits until ready reports true (nil: a plain PING answers).
-func startRedisProc(t *testing.T, port int, ready func(addr string) bool, args ...string) *redisProc {
+func startRedisProc(t testing.TB, port int, ready func(addr string) bool, args ...string) *redisProc {
 	t.Helper()
 	bin := requireTool(t, "redis-server")
 	p := &redisProc{Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
@@ -161,7 +163,7 @@ type testCluster struct {
 // startRedisCluster starts three masters (with a replica each when
 // replicas), joins them with `redis-cli --cluster create` and waits until
 // the cluster is ok.
-func startRedisCluster(t *testing.T, replicas bool) *testCluster {
+func startRedisCluster(t testing.TB, replicas bool) *testCluster {
 	t.Helper()
 	cli := requireTool(t, "redis-cli")
 	requireTool(t, "redis-server")
@@ -209,7 +211,7 @@ func startRedisCluster(t *testing.T, replicas bool) *testCluster {
 }
 
 // eachNode runs fn with a plain client on every node.
-func (tc *testCluster) eachNode(t *testing.T, fn func(addr string, c *redis.Client)) {
+func (tc *testCluster) eachNode(t testing.TB, fn func(addr string, c *redis.Client)) {
 	t.Helper()
 	for _, n := range tc.nodes {
 		c := redis.NewClient(&redis.Options{Addr: n.Addr})
@@ -797,3 +799,80 @@ func TestRedisACLUserPasswordSecret(t *testing.T) {
 
 // tlsConfigFor trusts pool.
 func tlsConfigFor(pool *x509.CertPool) *tls.Config { return &tls.Config{RootCAs: pool} }
+
+// BenchmarkRateLimitRedisCluster measures decisions through a Cluster store
+// at 64 concurrent callers (clients spread over the three masters), next to
+// redis-benchmark running the same script with EVALSHA in cluster mode
+// against the same cluster at 64 connections.
+func BenchmarkRateLimitRedisCluster(b *testing.B) {
+	tc := startRedisCluster(b, false)
+	c, _ := newRedisRateLimit(b, "rate 1000000000/1s\nstore redis cluster "+tc.URL+"\nstore_timeout 1s", nil)
+	bud := benchBudget(b)
+	clients := benchClients(1024)
+	b.Run("callers=64", func(b *testing.B) {
+		b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		var seq atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			bs := []budget{bud}
+			i := int(seq.Add(1)) * 7
+			for pb.Next() {
+				if ok, d := c.redis.take(c, "", time.Now(), clients[i&1023], bs); !ok || d != nil {
+					b.Error("refused or store failed")
+					return
+				}
+				i++
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
+	// The same script through a bare go-redis ClusterClient (no sechard):
+	// what the client library alone costs.
+	b.Run("go-redis-evalsha/callers=64", func(b *testing.B) {
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{tc.nodes[0].Addr}, Protocol: 2, PoolSize: 64})
+		defer cc.Close()
+		b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		var seq atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(seq.Add(1)) * 7
+			for pb.Next() {
+				key := fmt.Sprintf("sechard:rl:bench:{%d}:p", i&1023)
+				if err := gcraScript.Run(context.Background(), cc, []string{key}, bud.limit.red.interval, bud.limit.red.tolerance).Err(); err != nil {
+					b.Error(err)
+					return
+				}
+				i++
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
+	b.Run("redis-benchmark/callers=64", func(b *testing.B) {
+		rb, err := exec.LookPath("redis-benchmark")
+		if err != nil {
+			b.Skip("redis-benchmark not installed")
+		}
+		var sha string
+		tc.eachNode(b, func(addr string, cl *redis.Client) {
+			if sha, err = gcraScript.Load(context.Background(), cl).Result(); err != nil {
+				b.Fatal(err)
+			}
+		})
+		n := max(b.N, 1000)
+		args := []string{"--cluster", "-h", "127.0.0.1", "-p", fmt.Sprint(tc.nodes[0].Port), "-c", "64", "-n", fmt.Sprint(n),
+			"-r", "1024", "--csv", "EVALSHA", sha, "1", "sechard:rl:bench:{tag}:__rand_int__:p",
+			fmt.Sprint(bud.limit.red.interval), fmt.Sprint(bud.limit.red.tolerance)}
+		b.ResetTimer()
+		out, err := exec.Command(rb, args...).CombinedOutput()
+		if err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		b.StopTimer()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		fields := strings.Split(lines[len(lines)-1], ",")
+		rps, err := strconv.ParseFloat(strings.Trim(fields[1], `"`), 64)
+		if err != nil {
+			b.Fatalf("parsing %q: %v", out, err)
+		}
+		b.ReportMetric(rps, "decisions/s")
+		b.Logf("redis-benchmark %s\n%s", strings.Join(args, " "), out)
+	})
+}
