@@ -89,6 +89,20 @@ func TestRedisLineParsing(t *testing.T) {
 	}
 }
 
+// TestRedisURLRedacted: passwords in user info or in the query never
+// reach logs and errors.
+func TestRedisURLRedacted(t *testing.T) {
+	for _, u := range []string{"redis://:pw-1@h:1/0", "redis://u:pw-1@s:26379?master_name=m&password=pw-1&addr=s2:1"} {
+		if got := redactURL(u); strings.Contains(got, "pw-1") {
+			t.Errorf("redactURL(%q) = %q", u, got)
+		}
+		rc := redisConfig{Topology: redisSentinel, URL: u}
+		if strings.Contains(rc.String(), "pw-1") {
+			t.Errorf("%q", rc.String())
+		}
+	}
+}
+
 // redisProc is one redis-server (or sentinel) process started by a test.
 type redisProc struct {
 	Port int
