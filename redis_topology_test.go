@@ -31,6 +31,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // TestRedisLineParsing: the three forms and their options, for both users
@@ -100,6 +101,34 @@ func TestRedisURLRedacted(t *testing.T) {
 		if strings.Contains(rc.String(), "pw-1") {
 			t.Errorf("%q", rc.String())
 		}
+	}
+}
+
+// TestRedisClusterOnPlainServerFailsLoad: `cluster` against a server
+// without cluster support is a config error at load, while an unreachable
+// Redis is not (decisions fall back, as in any outage).
+func TestRedisClusterOnPlainServerFailsLoad(t *testing.T) {
+	r := startRedis(t)
+	c, err := parseRateLimit("rate 1/1m\nstore redis cluster redis://" + r.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := newTestContext()
+	defer cancel()
+	env := &provisionEnv{Context: ctx, logger: zap.NewNop(), now: time.Now}
+	if err := c.provision(env); err == nil || !strings.Contains(err.Error(), "cluster support disabled") {
+		c.cleanup()
+		t.Fatalf("provision: %v, want a config error", err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	for _, line := range []string{"redis redis://" + dead, "redis cluster redis://" + dead} {
+		c, _ := parseRateLimit("rate 1/1m\nstore " + line)
+		if err := c.provision(env); err != nil {
+			t.Fatalf("store %s: %v; an unreachable Redis must not fail the load", line, err)
+		}
+		c.cleanup()
 	}
 }
 
