@@ -783,6 +783,17 @@ func TestRedisTLSWithCA(t *testing.T) {
 		if code, _ := s.ExitCode(); code == 0 || !strings.Contains(s.Logs(), tc.want) || !strings.Contains(s.Logs(), url) {
 			t.Fatalf("load with%s: exit %d, want a failure saying %q and naming %s; logs:\n%s", tc.extra, code, tc.want, url, s.Logs())
 		}
+		found := false
+		for _, line := range strings.Split(s.Logs(), "\n") {
+			if strings.Contains(line, "store redis "+url+": ") && strings.Contains(line, tc.want) {
+				t.Logf("load with%s: %s", tc.extra, line[strings.Index(line, "store redis"):])
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("load with%s: no error naming the store and saying %q; logs:\n%s", tc.extra, tc.want, s.Logs())
+		}
 	}
 }
 
