@@ -160,7 +160,7 @@ func TestAdminRevocationsWriteToRedis(t *testing.T) {
 		t.Fatal("the posting node does not honour the revocation at once")
 	}
 	c := redisClient(t, r)
-	ttl, err := c.TTL(t.Context(), "sechard:revoked:jti:admin-redis-jti").Result()
+	ttl, err := c.TTL(t.Context(), "sechard:{revoked}:jti:admin-redis-jti").Result()
 	if err != nil || ttl <= 0 {
 		t.Fatalf("redis key TTL %v, %v; want > 0", ttl, err)
 	}

@@ -80,16 +80,36 @@ type RateLimit struct {
 	// or `redis` (shared by every instance using the same Redis).
 	Store string `json:"store,omitempty"`
 
-	// RedisURL locates Redis when Store is `redis`: `redis://[user:pass@]
-	// host:port/db`, `rediss://…` for TLS, or `unix:///path?db=N`. Prefer
-	// RedisPasswordSecret to a password in the URL, which would be visible
-	// in the JSON config.
+	// RedisTopology is how Redis is deployed when Store is `redis`: empty
+	// for one server, `cluster` for Redis Cluster, `sentinel` for a primary
+	// found through Redis Sentinel (failover followed automatically).
+	RedisTopology string `json:"redis_topology,omitempty"`
+
+	// RedisURL locates Redis when Store is `redis`. One server:
+	// `redis://[user:pass@]host:port/db`, `rediss://…` for TLS, or
+	// `unix:///path?db=N`. Cluster: `redis[s]://seed1:port?addr=seed2:port`
+	// (more `addr=` seeds optional). Sentinel: `redis[s]://sentinel1:port?
+	// master_name=NAME&addr=sentinel2:port`; there the URL's user and
+	// password are the sentinels' own. Prefer RedisPasswordSecret to a
+	// password in the URL, which would be visible in the JSON config.
 	RedisURL string `json:"redis_url,omitempty"`
 
 	// RedisPasswordSecret names a secret (resolved like every sechard
-	// secret, and required) whose value is the Redis password. It
-	// overrides any password in RedisURL.
+	// secret, and required) whose value is the Redis password (of the data
+	// nodes, for Cluster and Sentinel). It overrides any password in
+	// RedisURL.
 	RedisPasswordSecret string `json:"redis_password_secret,omitempty"`
+
+	// RedisUsername is the Redis ACL user to authenticate as (with the
+	// password from RedisPasswordSecret). It overrides any user in
+	// RedisURL (for Sentinel: the data nodes' user).
+	RedisUsername string `json:"redis_username,omitempty"`
+
+	// RedisTLSCA is a PEM file of the CA certificates that sign the Redis
+	// servers' certificates, for a `rediss://` URL whose servers the
+	// system's roots don't vouch for. A server not signed by them fails
+	// the config load.
+	RedisTLSCA string `json:"redis_tls_ca,omitempty"`
 
 	// OnStoreError says what happens while Redis is unreachable or slower
 	// than StoreTimeout: `local` (default) keeps limiting in this
@@ -294,11 +314,11 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.ArgErr()
 				}
 			case storeRedis:
-				url, secret, err := parseRedisArgs(d, "store redis", args[1:])
+				rc, err := parseRedisArgs(d, "store redis", args[1:])
 				if err != nil {
 					return err
 				}
-				c.RedisURL, c.RedisPasswordSecret = url, secret
+				c.setRedisConfig(rc)
 			default:
 				return d.Errf("unknown rate_limit store %q (want memory or redis)", args[0])
 			}
@@ -639,7 +659,7 @@ func (c *RateLimit) cleanup() error {
 		c.idMem = nil
 	}
 	if c.redis != nil {
-		if _, e := rateLimitPool.Delete(c.redisKey); e != nil && err == nil {
+		if _, e := redisClients.Delete(c.redisKey); e != nil && err == nil {
 			err = e
 		}
 		c.redis = nil

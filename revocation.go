@@ -45,19 +45,34 @@ type Revocation struct {
 	// How often the file is checked for changes. Default: 10s.
 	Refresh caddy.Duration `json:"refresh,omitempty"`
 
-	// A Redis URL (redis:// or rediss://) shared by the fleet. Revocations
-	// posted to the admin API are written there, as one key per revoked jti
-	// (`sechard:revoked:jti:<jti>`) and one per revoked subject
-	// (`sechard:revoked:sub:<subject>`), each expiring by itself once the
+	// A Redis URL shared by the fleet, in the form RedisTopology calls for
+	// (see rate_limit's redis_url). Revocations posted to the admin API are
+	// written there, as one key per revoked jti
+	// (`sechard:{revoked}:jti:<jti>`) and one per revoked subject
+	// (`sechard:{revoked}:sub:<subject>`), each expiring by itself once the
 	// tokens it covers have expired, plus an index sorted set
-	// (`sechard:revoked:index`) that also expires.
+	// (`sechard:{revoked}:index`) that also expires. The `{revoked}` hash
+	// tag keeps them in one Redis Cluster slot.
 	Redis string `json:"redis,omitempty"`
+
+	// How Redis is deployed: empty for one server, `cluster` for Redis
+	// Cluster, `sentinel` for a primary found through Redis Sentinel.
+	RedisTopology string `json:"redis_topology,omitempty"`
 
 	// Names a secret (resolved like every sechard secret, and required)
 	// whose value is the Redis password. It overrides any password in the
 	// Redis URL, which would be visible in the JSON config and the admin
 	// API.
 	RedisPasswordSecret string `json:"redis_password_secret,omitempty"`
+
+	// The Redis ACL user to authenticate as; it overrides any user in the
+	// URL (for Sentinel: the data nodes' user).
+	RedisUsername string `json:"redis_username,omitempty"`
+
+	// A PEM file of the CA certificates that sign the Redis servers'
+	// certificates (`rediss://` URLs). A server not signed by them fails
+	// the config load.
+	RedisTLSCA string `json:"redis_tls_ca,omitempty"`
 
 	// How stale a local answer may be: Redis is read every cache_ttl and
 	// requests are answered from the local copy. If Redis is unreachable the
@@ -69,7 +84,11 @@ type Revocation struct {
 	bounds tokenBounds // set by auth from its jwt block; defaults otherwise
 	cancel context.CancelFunc
 	done   chan struct{}
-	client *redis.Client
+	client redis.UniversalClient
+	// clientKey releases client in redisClients; legacy: also read the
+	// layout of earlier versions (one server only).
+	clientKey string
+	legacy    bool
 
 	// snap is what the request path reads: an immutable set swapped whole.
 	snap atomic.Pointer[revocationSet]
@@ -91,8 +110,14 @@ const (
 	defaultRevocationRefresh  = 10 * time.Second
 	defaultRevocationCacheTTL = 5 * time.Second
 
-	redisKeyPrefix = "sechard:revoked:"
+	// Every revocation key carries the {revoked} hash tag, so the scripts
+	// and MGET that touch several of them stay in one Redis Cluster slot.
+	redisKeyPrefix = "sechard:{revoked}:"
 	redisIndexKey  = redisKeyPrefix + "index"
+	// legacyRedisKeyPrefix is the layout before hash tags; still read from
+	// one server so revocations written by earlier versions keep applying
+	// until they expire.
+	legacyRedisKeyPrefix = "sechard:revoked:"
 )
 
 // tokenBounds say how long a token can be accepted: until iat + maxTTL +
@@ -157,11 +182,12 @@ func (rv *Revocation) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			rv.File = d.Val()
 		case "redis":
-			url, secret, err := parseRedisArgs(d, "redis", d.RemainingArgs())
+			rc, err := parseRedisArgs(d, "redis", d.RemainingArgs())
 			if err != nil {
 				return err
 			}
-			rv.Redis, rv.RedisPasswordSecret = url, secret
+			rv.Redis, rv.RedisTopology, rv.RedisPasswordSecret = rc.URL, rc.Topology, rc.PasswordSecret
+			rv.RedisUsername, rv.RedisTLSCA = rc.Username, rc.TLSCA
 		case "refresh", "cache_ttl":
 			name := d.Val()
 			if !d.NextArg() {
@@ -188,11 +214,20 @@ func (rv *Revocation) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // requiredSecrets names the secrets the revocation config needs.
 func (rv *Revocation) requiredSecrets() []string {
-	if rv == nil || rv.RedisPasswordSecret == "" {
+	if rv == nil || rv.Redis == "" {
 		return nil
 	}
-	return []string{rv.RedisPasswordSecret}
+	return rv.redisConfig().requiredSecrets()
 }
+
+// redisConfig is the revocation's Redis line.
+func (rv *Revocation) redisConfig() redisConfig {
+	return redisConfig{Topology: rv.RedisTopology, URL: rv.Redis, PasswordSecret: rv.RedisPasswordSecret,
+		Username: rv.RedisUsername, TLSCA: rv.RedisTLSCA}
+}
+
+// redisID identifies the Redis (topology and URL) in lastRedisLists.
+func (rv *Revocation) redisID() string { return rv.RedisTopology + " " + rv.Redis }
 
 func (rv *Revocation) provision(env *provisionEnv) error {
 	if rv == nil {
@@ -227,19 +262,16 @@ func (rv *Revocation) provision(env *provisionEnv) error {
 	if rv.Redis != "" {
 		// An outage must not stall the poller: fail fast and keep the last
 		// known list instead.
-		opts, err := redisOptions(rv.Redis, 250*time.Millisecond)
+		rc := rv.redisConfig()
+		client, key, err := rc.client(env.Context, redisParams{timeout: 250 * time.Millisecond, poolSize: 2}, env.secrets)
 		if err != nil {
 			return fmt.Errorf("revocation %w", err)
 		}
-		if err := setRedisPassword(opts, rv.RedisPasswordSecret, env.secrets); err != nil {
-			return err
-		}
-		opts.PoolSize = 2
-		opts.MinIdleConns = 0
-		rv.client = redis.NewClient(opts)
+		rv.client, rv.clientKey = client, key
+		rv.legacy = rc.Topology == redisStandalone
 		// Start from what this process last knew of this Redis (e.g. before a
 		// reload), so an outage at reload time forgets nothing.
-		if last, ok := lastRedisLists.Load(rv.Redis); ok {
+		if last, ok := lastRedisLists.Load(rv.redisID()); ok {
 			rv.redisList = last.([]revocationEntry)
 		}
 		rv.pollRedis(env.Context)
@@ -267,7 +299,9 @@ func (rv *Revocation) cleanup() error {
 	rv.cancel = nil // Caddy may call Cleanup again after a failed Validate
 	<-rv.done
 	if rv.client != nil {
-		return rv.client.Close()
+		rv.client = nil
+		_, err := redisClients.Delete(rv.clientKey)
+		return err
 	}
 	return nil
 }
@@ -468,17 +502,19 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 	timeout := min(time.Duration(rv.CacheTTL), time.Second)
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	list, err := readRedisRevocations(ctx, rv.client, rv.now(), rv.bounds)
+	list, err := readRedisRevocations(ctx, rv.client, rv.now(), rv.bounds, rv.legacy)
 	if parent.Err() != nil {
 		return // unloading: not an outage
 	}
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	if err != nil {
+		redisFailed(rv.client)
 		if !rv.redisDown {
 			rv.redisDown = true
 			rv.logger.Error("revocation redis unreachable; the last known list keeps applying",
-				zap.String("redis", redactURL(rv.Redis)), zap.Error(err), zap.Int("entries", len(rv.redisList)))
+				zap.String("redis", redactURL(rv.Redis)), zap.String("topology", rv.RedisTopology),
+				zap.Error(err), zap.Int("entries", len(rv.redisList)))
 		}
 		return
 	}
@@ -487,7 +523,7 @@ func (rv *Revocation) pollRedis(parent context.Context) {
 		rv.logger.Info("revocation redis reachable again", zap.String("redis", redactURL(rv.Redis)))
 	}
 	rv.redisList = list
-	lastRedisLists.Store(rv.Redis, list)
+	lastRedisLists.Store(rv.redisID(), list)
 	rv.rebuildLocked()
 }
 
@@ -497,9 +533,25 @@ var lastRedisLists sync.Map
 
 // readRedisRevocations reads the live entries of the index, then the
 // subject keys' times. An entry expires at its index score, set by the
-// writer; a jti's exp is shown as that minus this node's leeway.
-func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time, b tokenBounds) ([]revocationEntry, error) {
-	members, err := c.ZRangeByScoreWithScores(ctx, redisIndexKey, &redis.ZRangeBy{
+// writer; a jti's exp is shown as that minus this node's leeway. With
+// legacy, the layout of earlier versions (keys without the hash tag) is
+// read too, and both lists are returned together.
+func readRedisRevocations(ctx context.Context, c redis.UniversalClient, now time.Time, b tokenBounds, legacy bool) ([]revocationEntry, error) {
+	list, err := readRedisLayout(ctx, c, now, b, redisKeyPrefix)
+	if err != nil || !legacy {
+		return list, err
+	}
+	old, err := readRedisLayout(ctx, c, now, b, legacyRedisKeyPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return append(list, old...), nil
+}
+
+// readRedisLayout reads the revocations under one key prefix: its index,
+// then its subject keys (all in the prefix's hash slot).
+func readRedisLayout(ctx context.Context, c redis.UniversalClient, now time.Time, b tokenBounds, prefix string) ([]revocationEntry, error) {
+	members, err := c.ZRangeByScoreWithScores(ctx, prefix+"index", &redis.ZRangeBy{
 		Min: strconv.FormatInt(now.Unix(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
@@ -516,7 +568,7 @@ func readRedisRevocations(ctx context.Context, c *redis.Client, now time.Time, b
 				Source: "redis", expires: int64(m.Score)})
 		case strings.HasPrefix(name, "sub:"):
 			subs = append(subs, name[4:])
-			subKeys = append(subKeys, redisKeyPrefix+name)
+			subKeys = append(subKeys, prefix+name)
 			subExpires = append(subExpires, int64(m.Score))
 		}
 	}
@@ -567,7 +619,7 @@ return expat
 `)
 
 // addRedisRevocation writes one revocation to Redis.
-func addRedisRevocation(ctx context.Context, c *redis.Client, e revocationEntry) error {
+func addRedisRevocation(ctx context.Context, c redis.UniversalClient, e revocationEntry) error {
 	var key, member, value, keep string
 	if e.JTI != "" {
 		member = "jti:" + e.JTI

@@ -341,7 +341,7 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	waitUntil(t, cacheTTL+slack, "stronger subject revocation", func() bool {
 		return b.revoked("other", "fleet-client", time.Unix(before+50, 0))
 	})
-	got, _ := redisClient(t, r).Get(ctx, "sechard:revoked:sub:fleet-client").Result()
+	got, _ := redisClient(t, r).Get(ctx, "sechard:{revoked}:sub:fleet-client").Result()
 	if got != fmt.Sprint(later) {
 		t.Fatalf("subject key holds %q, want the latest time %d", got, later)
 	}
@@ -395,24 +395,24 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	if err := addRedisRevocation(ctx, rv.client, long); err != nil {
 		t.Fatal(err)
 	}
-	at, err := c.ExpireTime(ctx, "sechard:revoked:jti:long-lived").Result()
+	at, err := c.ExpireTime(ctx, "sechard:{revoked}:jti:long-lived").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := time.Duration(exp+grace) * time.Second; at != want {
 		t.Errorf("long-lived key expires at %v, want exp + grace = %v", at, want)
 	}
-	idxAt, _ := c.ExpireTime(ctx, "sechard:revoked:index").Result()
+	idxAt, _ := c.ExpireTime(ctx, "sechard:{revoked}:index").Result()
 	if idxAt != at {
 		t.Errorf("index expires at %v, want its latest entry's expiry %v", idxAt, at)
 	}
 
 	// Without anyone deleting anything, the short entries leave Redis.
 	waitUntil(t, 5*time.Second, "short-lived keys expired", func() bool {
-		n, _ := c.Exists(ctx, "sechard:revoked:jti:short-lived", "sechard:revoked:sub:short-client").Result()
+		n, _ := c.Exists(ctx, "sechard:{revoked}:jti:short-lived", "sechard:{revoked}:sub:short-client").Result()
 		return n == 0
 	})
-	if n, _ := c.Exists(ctx, "sechard:revoked:jti:long-lived").Result(); n != 1 {
+	if n, _ := c.Exists(ctx, "sechard:{revoked}:jti:long-lived").Result(); n != 1 {
 		t.Fatal("the long-lived key left too")
 	}
 }
@@ -760,9 +760,9 @@ func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now()
 		for key, want := range map[string]time.Duration{
-			"sechard:revoked:sub:redis-client":   maxTTL + leeway,
-			"sechard:revoked:jti:redis-late-jti": lateExp.Add(leeway).Sub(now),
-			"sechard:revoked:index":              maxTTL + leeway,
+			"sechard:{revoked}:sub:redis-client":   maxTTL + leeway,
+			"sechard:{revoked}:jti:redis-late-jti": lateExp.Add(leeway).Sub(now),
+			"sechard:{revoked}:index":              maxTTL + leeway,
 		} {
 			ttl, err := c.PTTL(ctx, key).Result()
 			if err != nil {

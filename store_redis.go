@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -58,8 +57,9 @@ const redisBackoff = time.Second
 // than the store timeout opens a circuit breaker, and for the next second
 // requests are decided by onErr without asking Redis.
 type redisStore struct {
-	client    *redis.Client
+	client    redis.UniversalClient
 	redacted  string // the URL without its password, for logs
+	topology  string // "" (one server), "cluster" or "sentinel"
 	timeout   time.Duration
 	prefix    string // "sechard:rl:<config digest>:"
 	onErr     string
@@ -68,18 +68,23 @@ type redisStore struct {
 	storeErrs prometheus.Counter // sechard_ratelimit_store_errors_total{store="redis"}; nil without metrics
 }
 
-// pooledRedis is a client shared through rateLimitPool by every config using
-// the same URL, password and timeout; the last one out closes it.
-type pooledRedis struct{ *redis.Client }
+// redisConfig is the store's Redis line.
+func (c *RateLimit) redisConfig() redisConfig {
+	return redisConfig{Topology: c.RedisTopology, URL: c.RedisURL, PasswordSecret: c.RedisPasswordSecret,
+		Username: c.RedisUsername, TLSCA: c.RedisTLSCA}
+}
 
-func (p pooledRedis) Destruct() error { return p.Close() }
+func (c *RateLimit) setRedisConfig(rc redisConfig) {
+	c.RedisTopology, c.RedisURL, c.RedisPasswordSecret = rc.Topology, rc.URL, rc.PasswordSecret
+	c.RedisUsername, c.RedisTLSCA = rc.Username, rc.TLSCA
+}
 
 // requiredSecrets names the secrets the rate-limit config needs.
 func (c *RateLimit) requiredSecrets() []string {
-	if c == nil || c.RedisPasswordSecret == "" || c.Store != storeRedis {
+	if c == nil || c.Store != storeRedis {
 		return nil
 	}
-	return []string{c.RedisPasswordSecret}
+	return c.redisConfig().requiredSecrets()
 }
 
 func (c *RateLimit) provisionRedis(env *provisionEnv) error {
@@ -87,27 +92,16 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		return errors.New("store redis needs a URL")
 	}
 	timeout := time.Duration(c.StoreTimeout)
-	opts, err := redisOptions(c.RedisURL, timeout)
+	rc := c.redisConfig()
+	client, key, err := rc.client(env.Context, redisParams{timeout: timeout, poolSize: 64, minIdle: 2}, env.secrets)
 	if err != nil {
 		return fmt.Errorf("store %w", err)
 	}
-	if err := setRedisPassword(opts, c.RedisPasswordSecret, env.secrets); err != nil {
-		return err
-	}
-	opts.PoolSize = max(opts.PoolSize, 64)
-	opts.MinIdleConns = max(opts.MinIdleConns, 2)
-
-	pw := sha256.Sum256([]byte(opts.Password))
-	c.redisKey = fmt.Sprintf("redis:%s|%x|%d", c.RedisURL, pw[:8], timeout)
-	v, _, err := rateLimitPool.LoadOrNew(c.redisKey, func() (caddy.Destructor, error) {
-		return pooledRedis{redis.NewClient(opts)}, nil
-	})
-	if err != nil {
-		return err
-	}
+	c.redisKey = key
 	c.redis = &redisStore{
-		client:    v.(pooledRedis).Client,
+		client:    client,
 		redacted:  redactURL(c.RedisURL),
+		topology:  c.RedisTopology,
 		timeout:   timeout,
 		prefix:    "sechard:rl:" + c.cfgDigest + ":",
 		onErr:     c.onErr,
@@ -115,9 +109,17 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		storeErrs: env.metrics.storeErrors(storeRedis),
 	}
 	c.logger.Info("rate limits shared through redis",
-		zap.String("store", c.redis.redacted), zap.String("on_store_error", c.onErr),
-		zap.Duration("store_timeout", timeout))
+		zap.String("store", c.redis.redacted), zap.String("topology", c.redis.topologyName()),
+		zap.String("on_store_error", c.onErr), zap.Duration("store_timeout", timeout))
 	return nil
+}
+
+// topologyName names the topology in logs.
+func (s *redisStore) topologyName() string {
+	if s.topology == "" {
+		return "server"
+	}
+	return s.topology
 }
 
 // take decides a request through Redis. It returns a decision to use as is
@@ -128,16 +130,20 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 	if s.breaker.allow(nowNs) {
 		ok, err := s.eval(client, bs)
 		if err == nil {
-			if s.breaker.success() {
+			if s.breaker.success(time.Now().UnixNano()) {
 				s.logger.Warn("rate-limit store available again; limits are shared again",
 					zap.String("store", s.redacted), zap.String("request_id", requestID))
 			}
 			return ok, nil
 		}
+		redisFailed(s.client)
 		if s.breaker.failure(nowNs, redisBackoff) {
-			s.logger.Error("rate-limit store unavailable; deciding without it until it answers again",
-				zap.String("store", s.redacted), zap.String("on_store_error", s.onErr), zap.Error(err),
-				zap.String("request_id", requestID))
+			fields := []zap.Field{zap.String("store", s.redacted), zap.String("topology", s.topologyName()),
+				zap.String("on_store_error", s.onErr), zap.Error(err), zap.String("request_id", requestID)}
+			if h := redisErrorHint(err); h != "" {
+				fields = append(fields, zap.String("hint", h))
+			}
+			s.logger.Error("rate-limit store unavailable; deciding without it until it answers again", fields...)
 		}
 	}
 	// Redis did not answer this decision: it failed, timed out, or the
@@ -210,10 +216,21 @@ func shortDigest(s string) string {
 // breaker is a circuit breaker: closed (ask the store) until a failure,
 // then open (don't) for a back-off, then half-open: one caller probes while
 // the others stay on the fallback for another back-off.
+//
+// An outage is logged once: it ends only when the store has answered
+// without a failure for redisSettle. Part of a Redis Cluster down (one
+// master lost until its replica takes over) fails some decisions and not
+// others; without the settling time every probe that happened to reach a
+// live master would end the outage and the next failure start another.
 type breaker struct {
 	openUntil atomic.Int64 // Unix ns; 0 when closed
 	down      atomic.Bool  // an outage is in progress (logged once)
+	upSince   atomic.Int64 // during an outage: first success since the last failure (Unix ns; 0: none)
 }
+
+// redisSettle is how long the store must answer without failing before an
+// outage is over (and logged as over).
+const redisSettle = time.Second
 
 // allow reports whether to ask the store now.
 func (b *breaker) allow(now int64) bool {
@@ -230,14 +247,23 @@ func (b *breaker) allow(now int64) bool {
 // failure opens the breaker; it reports whether an outage starts now.
 func (b *breaker) failure(now int64, backoff time.Duration) bool {
 	b.openUntil.Store(now + int64(backoff))
+	b.upSince.Store(0)
 	return b.down.CompareAndSwap(false, true)
 }
 
 // success closes the breaker; it reports whether an outage ends now.
-func (b *breaker) success() bool {
+func (b *breaker) success(now int64) bool {
 	if b.openUntil.Load() != 0 {
 		b.openUntil.Store(0)
 	}
 	// Load first: the common case (no outage) then writes nothing.
-	return b.down.Load() && b.down.CompareAndSwap(true, false)
+	if !b.down.Load() {
+		return false
+	}
+	since := b.upSince.Load()
+	if since == 0 {
+		b.upSince.CompareAndSwap(0, now)
+		return false
+	}
+	return now-since >= int64(redisSettle) && b.down.CompareAndSwap(true, false)
 }

@@ -180,10 +180,26 @@ func TestRateLimitBreaker(t *testing.T) {
 	if b.failure(probeAt, time.Second) {
 		t.Fatal("failed probe logged as a new outage")
 	}
-	if !b.allow(probeAt+int64(time.Second)) || !b.success() {
-		t.Fatal("successful probe must end the outage")
+	t1 := probeAt + int64(time.Second)
+	if !b.allow(t1) || b.success(t1) {
+		t.Fatal("a first successful probe closes the breaker but does not end the outage yet")
 	}
-	if b.success() || !b.allow(probeAt+int64(time.Second)) {
+	if !b.allow(t1+1) || b.success(t1+int64(redisSettle)/2) {
+		t.Fatal("outage ended before the store answered for redisSettle")
+	}
+	// A failure meanwhile (another Cluster master still down): no new
+	// outage, and the settling starts over.
+	if b.failure(t1+int64(redisSettle)/2, time.Second) {
+		t.Fatal("a failure while settling logged as a new outage")
+	}
+	t2 := t1 + int64(redisSettle)/2 + int64(time.Second)
+	if !b.allow(t2) || b.success(t2) || b.success(t2+int64(redisSettle)-1) {
+		t.Fatal("outage ended without settling again")
+	}
+	if !b.success(t2 + int64(redisSettle)) {
+		t.Fatal("answering for redisSettle must end the outage")
+	}
+	if b.success(t2+int64(redisSettle)+1) || !b.allow(t2+int64(redisSettle)+1) {
 		t.Fatal("closed breaker after recovery")
 	}
 }
