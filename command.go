@@ -290,21 +290,7 @@ func readPrivateKey(name string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", name)
-	}
-	var key any
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("%s: PEM block %q is not a private key", name, block.Type)
-	}
+	key, err := parsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}

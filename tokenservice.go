@@ -518,24 +518,9 @@ type tokenSigner struct {
 
 // newTokenSigner parses a PEM private key (PKCS#8, SEC 1 or PKCS#1).
 func newTokenSigner(pemData []byte) (*tokenSigner, error) {
-	block, _ := pem.Decode(pemData)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	var key any
-	var err error
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
-	}
+	key, err := parsePrivateKeyPEM(pemData)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the private key: %v", err)
+		return nil, err
 	}
 	s := &tokenSigner{}
 	switch k := key.(type) {
@@ -567,6 +552,31 @@ func newTokenSigner(pemData []byte) (*tokenSigner, error) {
 	s.kid = thumbprint(s.pub)
 	s.header = tokenHeader(s.method.Alg(), s.kid)
 	return s, nil
+}
+
+// parsePrivateKeyPEM reads the first PEM block of data as a private key:
+// PKCS#8, SEC 1 (EC) or PKCS#1 (RSA). Errors never quote the key.
+func parsePrivateKeyPEM(data []byte) (any, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parsing the private key: %v", err)
+	}
+	return key, nil
 }
 
 // tokenHeader is the encoded JOSE header of an issued token (RFC 9068 §2.1:
