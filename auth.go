@@ -712,13 +712,12 @@ func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method s
 	if len(path) > 256 {
 		path = path[:256]
 	}
-	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	fields := make([]zap.Field, 0, 16)
 	fields = append(fields,
 		zap.String("decision", verdict),
 		zap.String("reason", reason),
 		zap.String("path", path),
-		zap.String("client_ip", clientIP),
+		zap.String("client_ip", clientIP(r)),
 		zap.String("request_id", ex.requestID),
 	)
 	if verdict == "deny" {

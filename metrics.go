@@ -316,13 +316,12 @@ func (m *handlerMetrics) eventData(ex *exchange, mode, reason, k, v string) map[
 	if mode != modeReport {
 		mode = modeEnforce
 	}
-	clientIP, _ := caddyhttp.GetVar(ex.r.Context(), caddyhttp.ClientIPVarKey).(string)
 	return map[string]any{
 		"server":     m.server,
 		"reason":     reason,
 		"mode":       mode,
 		"request_id": ex.requestID,
-		"client_ip":  clientIP,
+		"client_ip":  clientIP(ex.r),
 		k:            v,
 	}
 }

@@ -282,6 +282,13 @@ func logRefusal(logger *zap.Logger, stage, requestID string, d decision, enforce
 	}
 }
 
+// clientIP is the client address Caddy computed for r (honouring the
+// server's trusted_proxies), for logs and events.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
 // provisionEnv carries what stages need while they are provisioned.
 type provisionEnv struct {
 	caddy.Context

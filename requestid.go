@@ -267,7 +267,6 @@ func (c *RequestID) logReplaced(r *http.Request, id, reason string, inbound []st
 	if length > logValueLimit {
 		bad = bad[:logValueLimit]
 	}
-	clientIP, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	ce.Write(
 		zap.String("request_id", id),
 		zap.String("reason", reason),
@@ -277,6 +276,6 @@ func (c *RequestID) logReplaced(r *http.Request, id, reason string, inbound []st
 		zap.Int("length", length),
 		zap.Int("values", len(inbound)),
 		zap.String("remote_addr", r.RemoteAddr),
-		zap.String("client_ip", clientIP),
+		zap.String("client_ip", clientIP(r)),
 	)
 }

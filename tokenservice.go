@@ -22,7 +22,6 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -360,6 +359,12 @@ func publicDocument(ex *exchange, body []byte, contentType string) decision {
 	return decision{Status: http.StatusOK, Answer: true, Header: h, Body: body}
 }
 
+// tokenResponseHeader is the header of every token endpoint response:
+// JSON, never cached (RFC 6749 §5.1).
+func tokenResponseHeader() http.Header {
+	return http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}, "Pragma": {"no-cache"}}
+}
+
 // tokenResponse is RFC 6749 §5.1's success body.
 type tokenResponse struct {
 	AccessToken string `json:"access_token"`
@@ -408,7 +413,7 @@ func (t *TokenService) token(ex *exchange) decision {
 		return decision{Status: http.StatusInternalServerError, Reason: "token_signing_failed", Detail: err.Error()}
 	}
 	body, _ := json.Marshal(tokenResponse{AccessToken: token, TokenType: "Bearer", ExpiresIn: int64(t.ttl / time.Second), Scope: joined})
-	h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}, "Pragma": {"no-cache"}}
+	h := tokenResponseHeader()
 	if method != oauthreq.TLSClientAuth && t.auth.Phase == phaseJWTRollout {
 		// Trading a key for a token is an API-key use like any other.
 		h.Set("Deprecation", t.auth.depHeader)
@@ -422,7 +427,7 @@ func (t *TokenService) token(ex *exchange) decision {
 	if c := t.audit.Check(zapcore.InfoLevel, "token issued"); c != nil {
 		fields := []zap.Field{zap.String("decision", "issue"), zap.String("client", id.subject), zap.String("method", method),
 			zap.String("scopes", joined), zap.String("jti", jti), zap.Int64("exp", now.Add(t.ttl).Unix()),
-			zap.String("client_ip", clientIP(ex)), zap.String("request_id", ex.requestID)}
+			zap.String("client_ip", clientIP(ex.r)), zap.String("request_id", ex.requestID)}
 		if claims.Cnf != nil {
 			fields = append(fields, zap.String("cnf_x5t_s256", claims.Cnf.X5tS256))
 		}
@@ -475,9 +480,9 @@ func (t *TokenService) refuse(ex *exchange, e *oauthreq.Error, client, method st
 	if c := t.audit.Check(zapcore.WarnLevel, "token refused"); c != nil {
 		c.Write(zap.String("decision", "deny"), zap.String("reason", reason), zap.String("error", e.Code),
 			zap.String("detail", e.Description), zap.String("client", quoteForLog(client)), zap.String("method", method),
-			zap.String("client_ip", clientIP(ex)), zap.String("request_id", ex.requestID))
+			zap.String("client_ip", clientIP(ex.r)), zap.String("request_id", ex.requestID))
 	}
-	h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}, "Pragma": {"no-cache"}}
+	h := tokenResponseHeader()
 	switch e.Status {
 	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Basic realm="sechard"`)
@@ -630,9 +635,4 @@ func (it *issuedTokens) owns(token string) bool {
 		}
 	}
 	return false
-}
-
-func clientIP(ex *exchange) string {
-	ip, _ := caddyhttp.GetVar(ex.r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return ip
 }
