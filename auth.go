@@ -107,9 +107,7 @@ type Auth struct {
 	// Sunset headers in jwt_rollout ("" when not sent).
 	depHeader    string
 	sunsetHeader string
-	enforced     bool
 	logger       *zap.Logger // http.handlers.sechard.auth
-	audit        *zap.Logger // http.handlers.sechard.audit
 	now          func() time.Time
 	metrics      *handlerMetrics
 }
@@ -242,15 +240,9 @@ func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err(err.Error())
 			}
 		case "mode":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.Mode = d.Val()
-			if a.Mode != modeEnforce && a.Mode != modeReport {
-				return d.Errf("mode must be enforce or report, got %q", a.Mode)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
+			var err error
+			if a.Mode, err = parseMode(d, "auth"); err != nil {
+				return err
 			}
 		case "client_cert":
 			args := d.RemainingArgs()
@@ -281,9 +273,8 @@ func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// requiredSecrets names the secrets the auth config needs (its API keys), so
-// they are required automatically.
-func (a *Auth) requiredSecrets() []string {
+// keyHolders names the API-key holders: the secrets of the api_key lines.
+func (a *Auth) keyHolders() []string {
 	if a == nil {
 		return nil
 	}
@@ -292,6 +283,15 @@ func (a *Auth) requiredSecrets() []string {
 		names = append(names, k.Secret)
 	}
 	return names
+}
+
+// requiredSecrets names the secrets the auth config needs (its API keys and
+// the revocation store's password), so they are required automatically.
+func (a *Auth) requiredSecrets() []string {
+	if a == nil {
+		return nil
+	}
+	return append(a.keyHolders(), a.Revocation.requiredSecrets()...)
 }
 
 // checkAPIKeyHeader refuses an api_key_header that sechard sets or reads
@@ -314,11 +314,9 @@ func (a *Auth) provision(env *provisionEnv) error {
 		return nil
 	}
 	a.logger = env.logger.Named("auth")
-	a.audit = env.logger.Named("audit")
 	a.now = env.now
-	a.enforced = a.Mode != modeReport
 	a.metrics = env.metrics
-	a.metrics.provisionAuth(a.requiredSecrets()) // one auth-success series per API-key holder, jwt and mtls
+	a.metrics.provisionAuth(a.keyHolders()) // one auth-success series per API-key holder, jwt and mtls
 
 	if err := checkAuditAllows(a.AuditAllows); err != nil {
 		return err
@@ -463,11 +461,17 @@ func (a *Auth) cleanup() error {
 	return a.Revocation.cleanup()
 }
 
+func (a *Auth) name() string { return "auth" }
+
 func (a *Auth) mode() string {
 	if a == nil {
 		return ""
 	}
 	return a.Mode
+}
+
+func (a *Auth) reasons() []string {
+	return []string{reasonAuthMissing, reasonAuthInvalid, reasonAuthScope, errKeyDisabled.reason, reasonTokenBinding}
 }
 
 // decide authenticates the request and checks its scopes.
@@ -488,23 +492,21 @@ func (a *Auth) decide(ex *exchange) decision {
 	}
 
 	if a.public != nil && a.public.Match(r) {
-		a.record(ex, zapcore.DebugLevel, "allow", "public", "", nil, nil, "")
-		return allow
+		return decision{Audit: ex.auditAuth(zapcore.DebugLevel, "allow", "public", "", nil, nil, "")}
 	}
 
-	// Denials are Logged: the audit entry is their record, in report mode too.
 	id, cerr, method := a.authenticate(ex, keys)
 	if cerr != nil {
 		if method == "" {
-			d := decision{Status: http.StatusUnauthorized, Reason: "auth_missing", Detail: "no credentials", Header: http.Header{}, Logged: true}
-			d.Header.Set("WWW-Authenticate", `Bearer realm="sechard"`)
-			a.record(ex, zapcore.WarnLevel, "deny", d.Reason, method, nil, nil, "")
-			return d
+			return decision{Status: http.StatusUnauthorized, Reason: reasonAuthMissing, Detail: "no credentials",
+				Header: http.Header{"Www-Authenticate": {`Bearer realm="sechard"`}},
+				Audit:  ex.auditAuth(zapcore.WarnLevel, "deny", reasonAuthMissing, method, nil, nil, ""),
+				Event:  eventAuthDenied, EventValue: method}
 		}
-		d := decision{Status: http.StatusUnauthorized, Reason: cerr.reason, Detail: cerr.desc, Header: http.Header{}, Logged: true}
-		d.Header.Set("WWW-Authenticate", `Bearer realm="sechard", error="invalid_token", error_description="`+cerr.desc+`"`)
-		a.record(ex, zapcore.WarnLevel, "deny", d.Reason, method, id, cerr, "")
-		return d
+		return decision{Status: http.StatusUnauthorized, Reason: cerr.reason, Detail: cerr.desc,
+			Header: http.Header{"Www-Authenticate": {`Bearer realm="sechard", error="invalid_token", error_description="` + cerr.desc + `"`}},
+			Audit:  ex.auditAuth(zapcore.WarnLevel, "deny", cerr.reason, method, id, cerr, ""),
+			Event:  eventAuthDenied, EventValue: method}
 	}
 
 	for _, rule := range a.rules {
@@ -513,10 +515,10 @@ func (a *Auth) decide(ex *exchange) decision {
 		}
 		for _, s := range rule.scopes {
 			if !id.has(s) {
-				d := decision{Status: http.StatusForbidden, Reason: "auth_insufficient_scope", Detail: "missing scope " + s, Header: http.Header{}, Logged: true}
-				d.Header.Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+rule.joined+`"`)
-				a.record(ex, zapcore.WarnLevel, "deny", d.Reason, id.method, id, nil, rule.joined)
-				return d
+				return decision{Status: http.StatusForbidden, Reason: reasonAuthScope, Detail: "missing scope " + s,
+					Header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_scope", scope="` + rule.joined + `"`}},
+					Audit:  ex.auditAuth(zapcore.WarnLevel, "deny", reasonAuthScope, id.method, id, nil, rule.joined),
+					Event:  eventAuthDenied, EventValue: id.method}
 			}
 		}
 		break // first match wins
@@ -535,6 +537,7 @@ func (a *Auth) decide(ex *exchange) decision {
 	ex.repl.Set("http.auth.user.scopes", id.boxedScopes)
 	ex.repl.Set("http.auth.user.method", id.boxedMethod)
 	ex.identity = id.subject // for rate_limit's identity budgets
+	a.metrics.authSuccess(id)
 	switch a.AuditAllows {
 	case auditAllowsAccessLog:
 		if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil {
@@ -542,9 +545,8 @@ func (a *Auth) decide(ex *exchange) decision {
 		}
 	case auditAllowsOff:
 	default:
-		a.record(ex, zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")
+		return decision{Audit: ex.auditAuth(zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")}
 	}
-	a.metrics.authSuccess(id)
 	return allow
 }
 
@@ -695,67 +697,4 @@ func bearerToken(v string) (token string, ok bool) {
 		return "", false // "Bearerx": another scheme
 	}
 	return strings.TrimLeft(rest, " "), true
-}
-
-// record writes the audit entry of one decision. It never holds a token or
-// key value: only the holder's name, the subject, scopes and jti.
-func (a *Auth) record(ex *exchange, lvl zapcore.Level, verdict, reason, method string, id *identity, cerr *credError, needed string) {
-	if verdict == "deny" {
-		a.metrics.authDenied(ex, a.enforced, reason, method) // the sechard_auth_denied event
-	}
-	c := a.audit.Check(lvl, "auth decision")
-	if c == nil {
-		return
-	}
-	r := ex.r
-	path := r.URL.Path
-	if len(path) > 256 {
-		path = path[:256]
-	}
-	fields := make([]zap.Field, 0, 16)
-	fields = append(fields,
-		zap.String("decision", verdict),
-		zap.String("reason", reason),
-		zap.String("path", path),
-		zap.String("client_ip", clientIP(r)),
-		zap.String("request_id", ex.requestID),
-	)
-	if verdict == "deny" {
-		// Only denials: select(.enforced == false) must find exactly
-		// what report mode would have refused.
-		fields = append(fields, zap.Bool("enforced", a.enforced))
-	}
-	if method != "" {
-		fields = append(fields, zap.String("method", method))
-	}
-	if id != nil {
-		switch id.method {
-		case "api_key":
-			fields = append(fields, zap.String("key", id.subject))
-		case "mtls":
-			fields = append(fields, zap.String("subject", id.subject))
-		default:
-			fields = append(fields, zap.String("subject", id.subject), zap.String("jti", id.jti))
-		}
-		if id.full {
-			fields = append(fields, zap.Bool("full_access", true))
-		} else {
-			fields = append(fields, zap.String("scopes", id.joined))
-		}
-	}
-	if cerr != nil && cerr.desc != "" {
-		fields = append(fields, zap.String("detail", cerr.desc))
-	}
-	if cerr == errTokenBinding && id != nil && id.bound != nil {
-		// Which certificate the token wanted, and which one came (absent:
-		// none, or plain HTTP): thumbprints, never the token.
-		fields = append(fields, zap.String("expected_x5t_s256", id.bound.x5t))
-		if leaf := verifiedLeaf(r.TLS); leaf != nil {
-			fields = append(fields, zap.String("presented_x5t_s256", x5tS256(leaf)))
-		}
-	}
-	if needed != "" {
-		fields = append(fields, zap.String("required_scopes", needed))
-	}
-	c.Write(fields...)
 }

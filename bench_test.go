@@ -207,7 +207,7 @@ func BenchmarkModesAllowedPath(b *testing.B) {
 				Auth:      &Auth{APIKeys: []APIKey{{Secret: "BENCH_API_KEY", Scopes: []string{"read"}}}, Mode: mode},
 			})
 			// The audit line of every allow is encoded, as in production, and discarded.
-			h.Auth.audit = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+			h.audit = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
 			r := benchRequest()
 			r.Header.Set("Origin", "https://app.example.com")
 			key := []string{"bench-key-0123456789abcdef"}

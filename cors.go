@@ -68,7 +68,6 @@ type CORS struct {
 	Mode string `json:"mode,omitempty"`
 
 	logger       *zap.Logger
-	metrics      *handlerMetrics
 	origins      map[string]struct{} // normalised allowed origins
 	maxOrigin    int                 // longest allowed origin, to skip hashing long Origin headers
 	methods      map[string]struct{}
@@ -169,15 +168,9 @@ func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "mode":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if m := d.Val(); m != modeEnforce && m != modeReport {
-				return d.Errf("cors mode must be %s or %s, got %q", modeEnforce, modeReport, m)
-			}
-			c.Mode = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
+			var err error
+			if c.Mode, err = parseMode(d, "cors"); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized cors option %q", d.Val())
@@ -199,7 +192,6 @@ func (c *CORS) provision(env *provisionEnv) error {
 		return nil
 	}
 	c.logger = env.logger.Named("cors")
-	c.metrics = env.metrics
 
 	if d := time.Duration(c.MaxAge); d < 0 || d > maxCORSMaxAge {
 		return fmt.Errorf("max_age must be between 0 and %v, got %v", maxCORSMaxAge, d)
@@ -320,12 +312,16 @@ func checkFieldName(h string) error {
 	return nil
 }
 
+func (c *CORS) name() string { return "cors" }
+
 func (c *CORS) mode() string {
 	if c == nil {
 		return ""
 	}
 	return c.Mode
 }
+
+func (c *CORS) reasons() []string { return []string{reasonCORSPreflightDenied} }
 
 // decide sets the CORS response headers and answers preflight requests.
 //
@@ -458,24 +454,29 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 	v := new([6]string)
 	v[0] = varyPreflight
 	addVary(hdr, v[0:1:1])
-	if reason != "" {
-		// Nothing set earlier may leak onto the refusal: a browser must not
-		// read a denied preflight as a partial success.
-		for k := range hdr {
-			if strings.HasPrefix(k, "Access-Control-Allow-") {
-				delete(hdr, k)
-			}
-		}
-		if c.Mode != modeReport {
-			return decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason}
-		}
-		// Report mode: log what enforcement would do and answer 204, as
-		// Handler.conclude lets a non-Answer refusal through to the
-		// upstream, which must never see a preflight.
-		c.metrics.reject(modeReport, reasonCORSPreflightDenied)
-		logRefusal(c.logger, "cors", ex.requestID,
-			decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason}, false)
+	if reason == "" {
+		c.setPreflight(hdr, v, origin, originOK)
+		return decision{Status: http.StatusNoContent, Answer: true}
 	}
+	// Nothing set earlier may leak onto the refusal: a browser must not
+	// read a denied preflight as a partial success.
+	for k := range hdr {
+		if strings.HasPrefix(k, "Access-Control-Allow-") {
+			delete(hdr, k)
+		}
+	}
+	// Report mode answers as if allowed: a refusal that is not applied
+	// would otherwise pass the preflight on to the upstream, which must
+	// never see one.
+	allowed := http.Header{}
+	c.setPreflight(allowed, v, origin, originOK)
+	return decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason,
+		Instead: &decision{Status: http.StatusNoContent, Answer: true, Header: allowed}}
+}
+
+// setPreflight sets the Access-Control-Allow-* headers of an allowed
+// preflight on hdr, with values in v[1:].
+func (c *CORS) setPreflight(hdr http.Header, v *[6]string, origin string, originOK bool) {
 	if originOK {
 		v[1] = origin
 		hdr["Access-Control-Allow-Origin"] = v[1:2:2]
@@ -490,7 +491,6 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 		hdr["Access-Control-Allow-Headers"] = v[4:5:5]
 	}
 	hdr["Access-Control-Max-Age"] = v[5:6:6]
-	return decision{Status: http.StatusNoContent, Answer: true}
 }
 
 func (c *CORS) methodAllowed(method string, single bool) bool {

@@ -25,7 +25,7 @@ func benchCORS(b *testing.B, method string, hdr http.Header, wantStatus int) {
 		if d.Status != wantStatus {
 			b.Fatalf("status %d", d.Status)
 		}
-		h.conclude(&ex, "cors", "", d)
+		h.conclude(&ex, h.CORS, d)
 	}
 }
 

@@ -25,7 +25,7 @@ func provisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs, err
 	core, logs := observer.New(zap.DebugLevel)
 	logger := zap.New(core)
 	err := c.provision(&provisionEnv{logger: logger, now: time.Now})
-	return &Handler{CORS: c, logger: logger}, logs, err
+	return &Handler{CORS: c, logger: logger, stageLoggers: map[string]*zap.Logger{"cors": logger.Named("cors")}}, logs, err
 }
 
 func mustProvisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs) {
@@ -45,7 +45,7 @@ func serveCORS(h *Handler, r *http.Request, preset http.Header) (resp *httptest.
 		w.Header()[k] = v
 	}
 	ex := &exchange{w: w, r: r, requestID: "req-1"}
-	done, err := h.conclude(ex, "cors", h.CORS.mode(), h.CORS.decide(ex))
+	done, err := h.conclude(ex, h.CORS, h.CORS.decide(ex))
 	switch {
 	case !done:
 		w.WriteHeader(http.StatusOK)

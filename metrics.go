@@ -41,12 +41,6 @@ const (
 	authMethodMTLS      = "mtls"
 )
 
-// Caddy event names (see the README's "Metrics and events").
-const (
-	eventRateLimited = "sechard_rate_limited"
-	eventAuthDenied  = "sechard_auth_denied"
-)
-
 var sechardMetrics = sync.OnceValue(func() *collectors {
 	const ns = "sechard"
 	return &collectors{
@@ -133,16 +127,6 @@ type handlerMetrics struct {
 	events *caddyevents.App // nil when there is no events app (unit tests)
 }
 
-// rejectionReasons are every reason a stage may give; their counters are
-// resolved at provision time, in both modes, so they are exported as 0
-// before the first refusal (rate() and absent-series alerts need that).
-var rejectionReasons = []string{
-	reasonAmbiguousPath, reasonCORSPreflightDenied,
-	rateLimitedReason, rateStoreDownReason,
-	"auth_missing", "auth_invalid", "auth_insufficient_scope", errKeyDisabled.reason, reasonTokenBinding,
-	reasonTokenInvalidRequest, reasonTokenInvalidClient, reasonTokenInvalidScope, reasonTokenGrantType,
-}
-
 func newHandlerMetrics(ctx caddy.Context) (*handlerMetrics, error) {
 	c := sechardMetrics()
 	if err := c.register(ctx.GetMetricsRegistry()); err != nil {
@@ -155,6 +139,8 @@ func newHandlerMetrics(ctx caddy.Context) (*handlerMetrics, error) {
 		enforced: make(map[string]prometheus.Counter, len(rejectionReasons)),
 		reported: make(map[string]prometheus.Counter, len(rejectionReasons)),
 	}
+	// Every reason is resolved now, in both modes, so it is exported as 0
+	// before the first refusal (rate() and absent-series alerts need that).
 	for _, reason := range rejectionReasons {
 		m.enforced[reason] = c.rejected.WithLabelValues(m.server, reason, modeEnforce)
 		m.reported[reason] = c.rejected.WithLabelValues(m.server, reason, modeReport)
@@ -173,15 +159,6 @@ func newHandlerMetrics(ctx caddy.Context) (*handlerMetrics, error) {
 	return m, nil
 }
 
-// rejection counts a stage's refusal (or, in report mode, a would-be
-// refusal); a successful answer (an allowed preflight) is not one.
-func (m *handlerMetrics) rejection(mode string, d *decision) {
-	if m == nil || d.Status == 0 || d.Answer {
-		return
-	}
-	m.reject(mode, d.Reason)
-}
-
 // reject counts a refusal or would-be refusal with this reason.
 func (m *handlerMetrics) reject(mode, reason string) {
 	if m == nil {
@@ -197,7 +174,7 @@ func (m *handlerMetrics) reject(mode, reason string) {
 		c.Inc()
 		return
 	}
-	m.c.rejected.WithLabelValues(m.server, reason, mode).Inc() // a reason missing from rejectionReasons
+	m.c.rejected.WithLabelValues(m.server, reason, mode).Inc() // a reason no gate listed
 }
 
 // requestIDReplaced counts an inbound request ID that was missing (absent
@@ -291,24 +268,20 @@ func (m *handlerMetrics) emit(name string, data func() map[string]any) {
 	m.events.Emit(ctx, name, data())
 }
 
-// rateLimited emits sechard_rate_limited. route is the configured name of
-// the limit that refused (a route's path pattern, "default" or "total"),
-// never the request's path.
-func (m *handlerMetrics) rateLimited(ex *exchange, mode, reason, route string) {
-	m.emit(eventRateLimited, func() map[string]any {
-		return m.eventData(ex, mode, reason, "route", route)
-	})
-}
+// The Caddy events of refusals (see the README's "Metrics and events").
+// rate_limit's field is the configured name of the limit that refused (a
+// route's path pattern, "default", "total" or "identity"), never the
+// request's path; auth's is the kind of credential presented (jwt,
+// api_key, mtls), or "" when none was.
+var (
+	eventRateLimited = &eventKind{name: "sechard_rate_limited", key: "route"}
+	eventAuthDenied  = &eventKind{name: "sechard_auth_denied", key: "method"}
+)
 
-// authDenied emits sechard_auth_denied. method is the kind of credential
-// presented (jwt, api_key, mtls), or "" when none was.
-func (m *handlerMetrics) authDenied(ex *exchange, enforced bool, reason, method string) {
-	mode := modeEnforce
-	if !enforced {
-		mode = modeReport
-	}
-	m.emit(eventAuthDenied, func() map[string]any {
-		return m.eventData(ex, mode, reason, "method", method)
+// refused emits a refusal's (or would-be refusal's) event.
+func (m *handlerMetrics) refused(ex *exchange, ev *eventKind, mode, reason, value string) {
+	m.emit(ev.name, func() map[string]any {
+		return m.eventData(ex, mode, reason, ev.key, value)
 	})
 }
 

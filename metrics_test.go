@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -181,13 +182,11 @@ func TestMetricsRequestIDReplacedReasons(t *testing.T) {
 
 func TestMetricsNilIsSafe(t *testing.T) {
 	var m *handlerMetrics
-	m.rejection(modeEnforce, &decision{Status: 429, Reason: rateLimitedReason})
 	m.reject(modeReport, "x")
 	m.requestIDReplaced(true)
 	m.provisionAuth([]string{"K"})
 	m.authSuccess(&identity{method: "jwt"})
-	m.rateLimited(nil, modeEnforce, rateLimitedReason, "r")
-	m.authDenied(nil, true, "auth_missing", "")
+	m.refused(nil, eventRateLimited, modeEnforce, rateLimitedReason, "r")
 	if m.storeErrors(storeRedis) != nil {
 		t.Fatal("nil metrics gave a store-error counter")
 	}
@@ -198,11 +197,14 @@ func TestMetricsRejectionCountsByModeAndSkipsAnswers(t *testing.T) {
 	m, _ := testMetrics(t)
 	enf, rep := m.enforced[rateLimitedReason], m.reported[rateLimitedReason]
 	e0, r0 := metricValue(enf), metricValue(rep)
-	m.rejection(modeEnforce, &decision{Status: 429, Reason: rateLimitedReason})
-	m.rejection("", &decision{Status: 429, Reason: rateLimitedReason}) // no mode: enforce
-	m.rejection(modeReport, &decision{Status: 429, Reason: rateLimitedReason})
-	m.rejection(modeEnforce, &decision{Status: 204, Answer: true})
-	m.rejection(modeEnforce, &allow)
+	ex := &exchange{w: httptest.NewRecorder(), r: httptest.NewRequest("GET", "/", nil)}
+	h := &Handler{metrics: m}
+	refusal := decision{Status: 429, Reason: rateLimitedReason}
+	h.conclude(ex, &RateLimit{}, refusal)
+	h.conclude(ex, &RateLimit{Mode: ""}, refusal) // no mode: enforce
+	h.conclude(ex, &RateLimit{Mode: modeReport}, refusal)
+	h.conclude(ex, &CORS{}, decision{Status: 204, Answer: true})
+	h.conclude(ex, &RateLimit{}, allow)
 	if d := metricValue(enf) - e0; d != 2 {
 		t.Errorf("enforce +%v, want +2", d)
 	}
@@ -236,10 +238,9 @@ func TestMetricsAuthSuccessPerHolder(t *testing.T) {
 func TestMetricsRecordingAllocatesNothing(t *testing.T) {
 	m, _ := testMetrics(t)
 	m.provisionAuth([]string{"BI_KEY"})
-	d := &decision{Status: 401, Reason: "auth_invalid"}
 	id := &identity{method: "api_key", subject: "BI_KEY"}
 	if n := testing.AllocsPerRun(1000, func() {
-		m.rejection(modeEnforce, d)
+		m.reject(modeEnforce, "auth_invalid")
 		m.authSuccess(id)
 		m.requestIDReplaced(true)
 	}); n != 0 {
@@ -343,10 +344,9 @@ func TestMetricsRegisterTwiceOnOneRegistry(t *testing.T) {
 // refusal in Handler.conclude.
 func BenchmarkMetricsRecordRejection(b *testing.B) {
 	m, _ := testMetrics(b)
-	d := &decision{Status: 429, Reason: rateLimitedReason}
 	b.ReportAllocs()
 	for b.Loop() {
-		m.rejection(modeEnforce, d)
+		m.reject(modeEnforce, rateLimitedReason)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 func init() {
@@ -27,8 +26,8 @@ func init() {
 // their object is present.
 //
 // The stages run on every request in this order: request ID, security
-// headers, paths, CORS, rate limit, auth, then rate_limit's identity
-// budgets; the first stage that refuses a request ends it with an error
+// headers, paths, CORS, rate limit, token service, auth, then rate_limit's
+// identity budgets; the first stage that refuses a request ends it with an error
 // status (so `handle_errors` can shape the body), with the request ID,
 // security headers and CORS headers already set.
 type Handler struct {
@@ -66,10 +65,12 @@ type Handler struct {
 	// then accepts (runbook phase 1). Off unless present; needs `auth`.
 	TokenService *TokenService `json:"token_service,omitempty"`
 
-	paths        *pathStage
-	logger       *zap.Logger
-	stageLoggers map[string]*zap.Logger // by stage name, for refusal entries
-	metrics      *handlerMetrics
+	paths           *pathStage
+	identityBudgets *identityGate // rate_limit's identity lines, spent after auth
+	logger          *zap.Logger
+	audit           *zap.Logger            // http.handlers.sechard.audit
+	stageLoggers    map[string]*zap.Logger // by gate name, for refusal entries
+	metrics         *handlerMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -84,29 +85,28 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // reads what was built here.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	h.stageLoggers = make(map[string]*zap.Logger)
-	for _, stage := range []string{"paths", "cors", "rate_limit", "token_service", "auth"} {
-		h.stageLoggers[stage] = h.logger.Named(stage)
-	}
+	h.audit = h.logger.Named("audit")
 	if h.RequestID == nil {
 		h.RequestID = new(RequestID)
 	}
 	if h.SecurityHeaders == nil {
 		h.SecurityHeaders = new(SecurityHeaders)
 	}
+	h.paths = &pathStage{action: h.Paths}
+	h.identityBudgets = newIdentityGate(h.RateLimit)
 	var err error
 	if h.metrics, err = newHandlerMetrics(ctx); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
-	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now, metrics: h.metrics}
+	env := &provisionEnv{Context: ctx, logger: h.logger, now: time.Now, metrics: h.metrics, auth: h.Auth}
 
-	required := append(h.Auth.requiredSecrets(), h.RateLimit.requiredSecrets()...)
-	required = append(required, h.TokenService.requiredSecrets()...)
-	if h.Auth != nil {
-		required = append(required, h.Auth.Revocation.requiredSecrets()...)
+	var required []string
+	for _, g := range h.gates() {
+		if s, ok := g.(secretUser); ok {
+			required = append(required, s.requiredSecrets()...)
+		}
 	}
-	env.secrets, err = h.Secrets.resolve(env, required)
-	if err != nil {
+	if env.secrets, err = h.Secrets.resolve(env, required); err != nil {
 		return err
 	}
 	if err := h.RequestID.provision(env); err != nil {
@@ -116,69 +116,99 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.SecurityHeaders.provision(env); err != nil {
 		return fmt.Errorf("provisioning security_headers: %w", err)
 	}
-	if h.paths, err = newPathStage(env, h.Paths); err != nil {
-		return fmt.Errorf("provisioning paths: %w", err)
-	}
-	if err := h.CORS.provision(env); err != nil {
-		return fmt.Errorf("provisioning cors: %w", err)
-	}
-	if err := h.RateLimit.provision(env); err != nil {
-		return fmt.Errorf("provisioning rate_limit: %w", err)
-	}
-	if err := h.Auth.provision(env); err != nil {
-		return fmt.Errorf("provisioning auth: %w", err)
-	}
-	if h.RateLimit.hasIdentities() && h.Auth == nil {
-		return errors.New("provisioning rate_limit: identity lines need auth, which names the identity")
-	}
-	if err := h.TokenService.provision(env, h.Auth); err != nil {
-		return fmt.Errorf("provisioning token_service: %w", err)
+	h.stageLoggers = make(map[string]*zap.Logger)
+	for _, g := range h.gates() {
+		if err := g.provision(env); err != nil {
+			return fmt.Errorf("provisioning %s: %w", g.name(), err)
+		}
+		h.stageLoggers[g.name()] = h.logger.Named(g.name())
 	}
 	return nil
+}
+
+// rejectionReasons are the reasons every kind of gate can give, configured
+// or not: each server exports the same series, so one dashboard fits all.
+var rejectionReasons = func() []string {
+	var all []string
+	for _, g := range []gate{(*pathStage)(nil), (*CORS)(nil), (*RateLimit)(nil), (*Auth)(nil), (*TokenService)(nil), (*identityGate)(nil)} {
+		all = append(all, g.reasons()...)
+	}
+	return all
+}()
+
+// gates lists the configured gates in the order they are provisioned: the
+// order of ServeHTTP, except that token_service comes after auth, whose
+// clients it serves.
+func (h *Handler) gates() []gate {
+	gs := []gate{h.paths}
+	if h.CORS != nil {
+		gs = append(gs, h.CORS)
+	}
+	if h.RateLimit != nil {
+		gs = append(gs, h.RateLimit)
+	}
+	if h.Auth != nil {
+		gs = append(gs, h.Auth)
+	}
+	if h.TokenService != nil {
+		gs = append(gs, h.TokenService)
+	}
+	if h.identityBudgets != nil {
+		gs = append(gs, h.identityBudgets)
+	}
+	return gs
 }
 
 // Validate checks the configuration for contradictions that Provision did
 // not already reject.
 func (h *Handler) Validate() error {
-	for _, m := range []string{h.CORS.mode(), h.RateLimit.mode(), h.Auth.mode()} {
-		if m != "" && m != modeEnforce && m != modeReport {
-			return fmt.Errorf("mode must be %q or %q, got %q", modeEnforce, modeReport, m)
+	var errs []error
+	for _, g := range h.gates() {
+		if err := checkMode(g.mode()); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", g.name(), err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// Cleanup releases what the stages hold across reloads (rate-limit state,
+// Cleanup releases what the gates hold across reloads (rate-limit state,
 // Redis clients, background refreshers).
 func (h *Handler) Cleanup() error {
-	return errors.Join(h.RateLimit.cleanup(), h.Auth.cleanup())
+	var errs []error
+	for _, g := range h.gates() {
+		if c, ok := g.(cleaner); ok {
+			errs = append(errs, c.cleanup())
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// ServeHTTP runs the stages in the contract's order. Each stage returns a
-// decision; conclude turns a refusal into the response.
+// ServeHTTP runs the stages in the contract's order. Each gate returns a
+// decision; conclude turns it into a log entry, a metric and, when the
+// request must not go on, the response.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	ex := &exchange{r: r, repl: r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)}
 
 	h.RequestID.assign(ex)                // 1. SEC-06: before anything can log or respond
 	ex.w = h.SecurityHeaders.apply(w, ex) // 2. SEC-07: on every response that leaves through here
 
-	if done, err := h.conclude(ex, "paths", modeEnforce, h.paths.decide(ex)); done {
+	if done, err := h.conclude(ex, h.paths, h.paths.decide(ex)); done {
 		return err // 3. before any stage matches a path pattern
 	}
-	if done, err := h.conclude(ex, "cors", h.CORS.mode(), h.CORS.decide(ex)); done {
+	if done, err := h.conclude(ex, h.CORS, h.CORS.decide(ex)); done {
 		return err // 4. SEC-04
 	}
-	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decide(ex)); done {
+	if done, err := h.conclude(ex, h.RateLimit, h.RateLimit.decide(ex)); done {
 		return err // 5. SEC-09: before auth, so credential floods never reach the verifier
 	}
-	if done, err := h.conclude(ex, "token_service", modeEnforce, h.TokenService.decide(ex)); done {
+	if done, err := h.conclude(ex, h.TokenService, h.TokenService.decide(ex)); done {
 		return err // 6. runbook phase 1: clients trade a key or certificate for a JWT
 	}
-	if done, err := h.conclude(ex, "auth", h.Auth.mode(), h.Auth.decide(ex)); done {
+	if done, err := h.conclude(ex, h.Auth, h.Auth.decide(ex)); done {
 		return err // 7. SEC-10
 	}
-	if done, err := h.conclude(ex, "rate_limit", h.RateLimit.mode(), h.RateLimit.decideIdentity(ex)); done {
-		return err // 7b. SEC-09: the budget of the identity auth accepted
+	if done, err := h.conclude(ex, h.identityBudgets, h.identityBudgets.decide(ex)); done {
+		return err // 8. SEC-09: the budget of the identity auth accepted
 	}
 	return next.ServeHTTP(ex.w, ex.r)
 }
@@ -195,91 +225,7 @@ type exchange struct {
 	cors      *corsActual // the CORS headers set for an allowed origin
 	identity  string      // the identity auth accepted ("" for none, or a public path)
 	rl        rlFields    // the rate-limit header values
-}
-
-// decision is what a stage says about a request: go on (the zero value),
-// answer it here (a CORS preflight), or refuse it with a status.
-type decision struct {
-	// Status is 0 to let the request go on; otherwise the response status.
-	Status int
-	// Answer is true when sechard writes this response itself (Status,
-	// Header and Body), with no error returned: an allowed CORS preflight,
-	// or the token service's responses, whose RFC 6749 bodies clients read.
-	// Answers are applied in every mode.
-	Answer bool
-	// Body is written with an Answer.
-	Body []byte
-	// Reason is a short, low-cardinality name for a refusal, such as
-	// "rate_limited" or "auth_invalid"; it goes into logs and metrics.
-	Reason string
-	// Detail says more for logs and the error value; never a secret.
-	Detail string
-	// Header holds headers sent only with this answer or refusal (e.g.
-	// Retry-After, WWW-Authenticate). Headers for every response are set by
-	// the stage directly.
-	Header http.Header
-	// Logged is true when the stage already wrote this decision to its own
-	// log (auth's audit entry), so conclude does not log it twice.
-	Logged bool
-}
-
-// allow is the decision to let a request go on.
-var allow = decision{}
-
-const (
-	modeEnforce = "enforce"
-	modeReport  = "report"
-)
-
-// conclude applies a stage's decision. It reports done when the request must
-// not go further, with the error to return from ServeHTTP.
-func (h *Handler) conclude(ex *exchange, stage, mode string, d decision) (done bool, err error) {
-	if d.Status == 0 {
-		return false, nil
-	}
-	h.metrics.rejection(mode, &d)
-	enforced := mode != modeReport || d.Answer
-	if !d.Logged {
-		logRefusal(h.stageLoggers[stage], stage, ex.requestID, d, enforced)
-	}
-	if !enforced {
-		// Report mode: decided exactly as in enforcement, logged, not
-		// applied: nothing is added to the response.
-		return false, nil
-	}
-	hdr := ex.w.Header()
-	for k, v := range d.Header {
-		hdr[k] = v
-	}
-	if d.Answer {
-		ex.w.WriteHeader(d.Status)
-		if len(d.Body) > 0 {
-			ex.w.Write(d.Body)
-		}
-		return true, nil
-	}
-	msg := d.Reason
-	if d.Detail != "" {
-		msg += ": " + d.Detail
-	}
-	return true, caddyhttp.Error(d.Status, errors.New(msg))
-}
-
-// logRefusal records a refusal: at debug when enforced (Caddy's error log
-// has the response too), at warn when report mode did not apply it. Both
-// carry the same fields, so the two modes can be compared line for line.
-func logRefusal(logger *zap.Logger, stage, requestID string, d decision, enforced bool) {
-	if d.Answer || logger == nil {
-		return
-	}
-	lvl, msg := zapcore.DebugLevel, "refused request"
-	if !enforced {
-		lvl, msg = zapcore.WarnLevel, "would refuse request"
-	}
-	if c := logger.Check(lvl, msg); c != nil {
-		c.Write(zap.String("stage", stage), zap.String("reason", d.Reason), zap.String("detail", d.Detail),
-			zap.Int("status", d.Status), zap.String("request_id", requestID), zap.Bool("enforced", enforced))
-	}
+	audit     authAudit   // auth's audit record, kept here so recording it allocates nothing
 }
 
 // clientIP is the client address Caddy computed for r (honouring the
@@ -296,6 +242,7 @@ type provisionEnv struct {
 	secrets secretValues     // resolved secrets (SEC-03)
 	now     func() time.Time // the clock; tests replace it
 	metrics *handlerMetrics  // the handler's metrics and events; nil records nothing
+	auth    *Auth            // the auth gate (nil if none): the token service's clients, the identity budgets' source
 
 	requestIDHeader string // canonical request-ID header, set once request_id is provisioned
 }

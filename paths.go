@@ -59,11 +59,26 @@ func unmarshalPathsCaddyfile(d *caddyfile.Dispenser) (string, error) {
 }
 
 func newPathStage(env *provisionEnv, action string) (*pathStage, error) {
-	a, err := parsePathsAction(action)
-	if err != nil {
+	p := &pathStage{action: action}
+	if err := p.provision(env); err != nil {
 		return nil, err
 	}
-	return &pathStage{action: a, logger: env.logger.Named("paths")}, nil
+	return p, nil
+}
+
+func (p *pathStage) name() string { return "paths" }
+
+// mode is always enforce: passing an ambiguous path on is the bypass itself.
+func (p *pathStage) mode() string      { return modeEnforce }
+func (p *pathStage) reasons() []string { return []string{reasonAmbiguousPath} }
+
+func (p *pathStage) provision(env *provisionEnv) error {
+	a, err := parsePathsAction(p.action)
+	if err != nil {
+		return err
+	}
+	p.action, p.logger = a, env.logger.Named("paths")
+	return nil
 }
 
 // decide refuses (reject) or rewrites (normalize) an ambiguous path; a path

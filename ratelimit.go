@@ -361,15 +361,9 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "mode":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if v := d.Val(); v != modeEnforce && v != modeReport {
-				return d.Errf("mode must be enforce or report, got %q", v)
-			}
-			c.Mode = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
+			var err error
+			if c.Mode, err = parseMode(d, "rate_limit"); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized rate_limit option %q", d.Val())
@@ -829,10 +823,8 @@ func (c *RateLimit) localStore(bs []budget) *memoryStore {
 func (c *RateLimit) spend(ex *exchange, mem *memoryStore, client string, bs []budget) (ok bool, d *decision) {
 	now := c.now()
 	if c.redis != nil {
-		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil {
-			if d.Status != 0 {
-				c.metrics.rateLimited(ex, c.Mode, d.Reason, refusedBy(bs))
-			}
+		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil && d.Status != 0 {
+			d.Event, d.EventValue = eventRateLimited, refusedBy(bs)
 		}
 		return ok, d
 	}
@@ -847,12 +839,12 @@ func (c *RateLimit) refusal(ex *exchange, bs []budget, detail string) decision {
 			retry = bs[i].res.retryAfter
 		}
 	}
-	c.metrics.rateLimited(ex, c.Mode, rateLimitedReason, refusedBy(bs))
 	return decision{
 		Status: http.StatusTooManyRequests,
 		Reason: rateLimitedReason,
 		Detail: detail,
 		Header: http.Header{rateLimitRetryAfterHead: []string{strconv.FormatInt(max(ceilSeconds(retry), 1), 10)}},
+		Event:  eventRateLimited, EventValue: refusedBy(bs),
 	}
 }
 

@@ -319,7 +319,7 @@ func BenchmarkIdentityBudget(b *testing.B) {
 				Auth:      &Auth{APIKeys: []APIKey{{Secret: "BENCH_API_KEY", Scopes: []string{"read"}}}},
 			})
 			b.Cleanup(func() { h.Cleanup() })
-			h.Auth.audit = zap.NewNop()
+			h.audit = zap.NewNop()
 			r := benchRequest()
 			key := []string{"bench-key-0123456789abcdef"}
 			w := &benchWriter{h: make(http.Header, 16)}

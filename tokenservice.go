@@ -175,10 +175,11 @@ func (t *TokenService) requiredSecrets() []string {
 
 // provision compiles the service against the handler's auth, whose
 // credentials are the clients and whose verifier learns the issued keys.
-func (t *TokenService) provision(env *provisionEnv, auth *Auth) error {
+func (t *TokenService) provision(env *provisionEnv) error {
 	if t == nil {
 		return nil
 	}
+	auth := env.auth
 	if auth == nil {
 		return errors.New("token_service needs an auth block: its api_key and client_cert lines are the clients, and it verifies the tokens")
 	}
@@ -330,6 +331,16 @@ func (t *TokenService) metadata(issuer *url.URL) ([]byte, error) {
 // decide answers the service's own paths and lets every other request go
 // on. Its answers are written by conclude; they are never report-mode
 // decisions, so a refused client credential is refused in every mode.
+func (t *TokenService) name() string { return "token_service" }
+
+// mode is always enforce: a wrong client credential is refused even when
+// auth only reports.
+func (t *TokenService) mode() string { return modeEnforce }
+
+func (t *TokenService) reasons() []string {
+	return []string{reasonTokenInvalidRequest, reasonTokenInvalidClient, reasonTokenInvalidScope, reasonTokenGrantType}
+}
+
 func (t *TokenService) decide(ex *exchange) decision {
 	if t == nil {
 		return allow
@@ -424,16 +435,11 @@ func (t *TokenService) token(ex *exchange) decision {
 	if c := t.issued[id.subject]; c != nil {
 		c.Inc()
 	}
-	if c := t.audit.Check(zapcore.InfoLevel, "token issued"); c != nil {
-		fields := []zap.Field{zap.String("decision", "issue"), zap.String("client", id.subject), zap.String("method", method),
-			zap.String("scopes", joined), zap.String("jti", jti), zap.Int64("exp", now.Add(t.ttl).Unix()),
-			zap.String("client_ip", clientIP(ex.r)), zap.String("request_id", ex.requestID)}
-		if claims.Cnf != nil {
-			fields = append(fields, zap.String("cnf_x5t_s256", claims.Cnf.X5tS256))
-		}
-		c.Write(fields...)
+	rec := &tokenAudit{ex: ex, issued: true, client: id.subject, method: method, scopes: joined, jti: jti, exp: claims.Expires}
+	if claims.Cnf != nil {
+		rec.cnf = claims.Cnf.X5tS256
 	}
-	return decision{Status: http.StatusOK, Answer: true, Header: h, Body: body}
+	return decision{Status: http.StatusOK, Answer: true, Header: h, Body: body, Audit: rec}
 }
 
 // authenticateClient finds the client: a secret (an API key, named by its
@@ -465,7 +471,7 @@ func (t *TokenService) authenticateClient(ex *exchange, req *oauthreq.Request) (
 	return nil, "", oauthreq.InvalidClient("client authentication required")
 }
 
-// refuse answers with an RFC 6749 §5.2 error, audits and counts it.
+// refuse answers with an RFC 6749 §5.2 error.
 func (t *TokenService) refuse(ex *exchange, e *oauthreq.Error, client, method string) decision {
 	reason := reasonTokenInvalidRequest
 	switch e.Code {
@@ -476,12 +482,6 @@ func (t *TokenService) refuse(ex *exchange, e *oauthreq.Error, client, method st
 	case "unsupported_grant_type":
 		reason = reasonTokenGrantType
 	}
-	t.metrics.reject(modeEnforce, reason)
-	if c := t.audit.Check(zapcore.WarnLevel, "token refused"); c != nil {
-		c.Write(zap.String("decision", "deny"), zap.String("reason", reason), zap.String("error", e.Code),
-			zap.String("detail", e.Description), zap.String("client", quoteForLog(client)), zap.String("method", method),
-			zap.String("client_ip", clientIP(ex.r)), zap.String("request_id", ex.requestID))
-	}
 	h := tokenResponseHeader()
 	switch e.Status {
 	case http.StatusUnauthorized:
@@ -489,7 +489,8 @@ func (t *TokenService) refuse(ex *exchange, e *oauthreq.Error, client, method st
 	case http.StatusMethodNotAllowed:
 		h.Set("Allow", http.MethodPost)
 	}
-	return decision{Status: e.Status, Answer: true, Header: h, Body: e.JSON()}
+	return decision{Status: e.Status, Answer: true, Header: h, Body: e.JSON(), Reason: reason, Detail: e.Description,
+		Audit: &tokenAudit{ex: ex, reason: reason, code: e.Code, detail: e.Description, client: quoteForLog(client), method: method}}
 }
 
 // issuedClaims are the claims of an RFC 9068 access token.
@@ -635,4 +636,48 @@ func (it *issuedTokens) owns(token string) bool {
 		}
 	}
 	return false
+}
+
+// tokenAudit is the token service's audit entry for an issuance or a
+// refusal: the client, never its secret or the token.
+type tokenAudit struct {
+	ex                   *exchange
+	issued               bool
+	reason, code, detail string // a refusal's
+	client, method       string
+	scopes, jti, cnf     string // an issuance's
+	exp                  int64
+}
+
+var _ auditRecord = (*tokenAudit)(nil)
+
+func (a *tokenAudit) entry() (string, zapcore.Level) {
+	if a.issued {
+		return "token issued", zapcore.InfoLevel
+	}
+	return "token refused", zapcore.WarnLevel
+}
+
+func (a *tokenAudit) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	if a.issued {
+		enc.AddString("decision", "issue")
+		enc.AddString("client", a.client)
+		enc.AddString("method", a.method)
+		enc.AddString("scopes", a.scopes)
+		enc.AddString("jti", a.jti)
+		enc.AddInt64("exp", a.exp)
+	} else {
+		enc.AddString("decision", "deny")
+		enc.AddString("reason", a.reason)
+		enc.AddString("error", a.code)
+		enc.AddString("detail", a.detail)
+		enc.AddString("client", a.client)
+		enc.AddString("method", a.method)
+	}
+	enc.AddString("client_ip", clientIP(a.ex.r))
+	enc.AddString("request_id", a.ex.requestID)
+	if a.cnf != "" {
+		enc.AddString("cnf_x5t_s256", a.cnf)
+	}
+	return nil
 }

@@ -123,7 +123,8 @@ func tokenTestService(t testing.TB, mutate func(*TokenService, *Auth)) (*TokenSe
 	if err := a.provision(env); err != nil {
 		t.Fatal(err)
 	}
-	return ts, a, ts.provision(env, a)
+	env.auth = a
+	return ts, a, ts.provision(env)
 }
 
 func TestTokenServiceProvisionErrors(t *testing.T) {
@@ -142,7 +143,7 @@ func TestTokenServiceProvisionErrors(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	if err := (&TokenService{}).provision(authTestEnv(t, time.Now, nil), nil); err == nil || !strings.Contains(err.Error(), "needs an auth block") {
+	if err := (&TokenService{}).provision(authTestEnv(t, time.Now, nil)); err == nil || !strings.Contains(err.Error(), "needs an auth block") {
 		t.Errorf("without auth: %v", err)
 	}
 }
@@ -155,7 +156,8 @@ func TestTokenServiceSigningKeyNeverInErrors(t *testing.T) {
 	if err := a.provision(env); err != nil {
 		t.Fatal(err)
 	}
-	err := (&TokenService{Issuer: "https://e", Audience: []string{"a"}, SigningKeys: []string{"TS_KEY"}}).provision(env, a)
+	env.auth = a
+	err := (&TokenService{Issuer: "https://e", Audience: []string{"a"}, SigningKeys: []string{"TS_KEY"}}).provision(env)
 	if err == nil || !strings.Contains(err.Error(), "signing_key TS_KEY") || strings.Contains(err.Error(), "c2VjcmV0") {
 		t.Fatalf("%v", err)
 	}
@@ -210,7 +212,8 @@ func BenchmarkTokenIssue(b *testing.B) {
 		a := &Auth{APIKeys: []APIKey{{Secret: "BI_KEY", Scopes: []string{"nl-query:read"}}}}
 		a.provision(env)
 		ts := &TokenService{Issuer: "https://edge.example.com", Audience: []string{"api"}, SigningKeys: []string{"TS_KEY"}}
-		if err := ts.provision(env, a); err != nil {
+		env.auth = a
+		if err := ts.provision(env); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(k.name+"/exchange", func(b *testing.B) {
