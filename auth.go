@@ -160,18 +160,24 @@ var identityHeaders = [...]string{hdrSubject, hdrScopes, hdrMethod}
 func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch opt := d.Val(); opt {
-		case "phase":
-			if !d.NextArg() {
+		case "phase", "api_key_header", "deprecated", "sunset":
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			switch d.Val() {
-			case phaseDual, phaseJWTRollout, phaseJWTOnly:
-				a.Phase = d.Val()
-			default:
-				return d.Errf("phase must be dual, jwt_rollout or jwt_only, got %q", d.Val())
+			var err error
+			switch opt {
+			case "phase":
+				a.Phase, err = v, checkPhase(v)
+			case "api_key_header":
+				a.APIKeyHeader, err = v, checkAPIKeyHeader(v, "")
+			case "deprecated":
+				a.Deprecated, err = v, checkDate(opt, v)
+			case "sunset":
+				a.Sunset, err = v, checkDate(opt, v)
 			}
-			if d.NextArg() {
-				return d.ArgErr()
+			if err != nil {
+				return d.Err(err.Error())
 			}
 		case "api_key":
 			args := d.RemainingArgs()
@@ -179,32 +185,6 @@ func (a *Auth) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.APIKeys = append(a.APIKeys, APIKey{Secret: args[0], Scopes: args[1:]})
-		case "api_key_header":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.APIKeyHeader = d.Val()
-			if err := checkAPIKeyHeader(a.APIKeyHeader, ""); err != nil {
-				return d.Err(err.Error())
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "deprecated", "sunset":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if _, err := time.Parse(time.RFC3339, d.Val()); err != nil {
-				return d.Errf("%s: want an RFC 3339 time such as 2026-12-01T00:00:00Z: %v", opt, err)
-			}
-			if opt == "deprecated" {
-				a.Deprecated = d.Val()
-			} else {
-				a.Sunset = d.Val()
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "jwt":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -321,13 +301,10 @@ func (a *Auth) provision(env *provisionEnv) error {
 	if err := checkAuditAllows(a.AuditAllows); err != nil {
 		return err
 	}
-	switch a.Phase {
-	case "":
-		a.Phase = phaseDual
-	case phaseDual, phaseJWTRollout, phaseJWTOnly:
-	default:
-		return fmt.Errorf("phase must be dual, jwt_rollout or jwt_only, got %q", a.Phase)
+	if err := checkPhase(a.Phase); err != nil {
+		return err
 	}
+	a.Phase = cmp.Or(a.Phase, phaseDual)
 
 	// Canonical, so the request path never canonicalizes (and allocates)
 	// it again: the default's spelling, X-API-Key, is not.
@@ -425,17 +402,40 @@ func (a *Auth) provision(env *provisionEnv) error {
 	return nil
 }
 
+// checkPhase is the rule for `phase`.
+func checkPhase(p string) error {
+	switch p {
+	case "", phaseDual, phaseJWTRollout, phaseJWTOnly:
+		return nil
+	}
+	return fmt.Errorf("phase must be dual, jwt_rollout or jwt_only, got %q", p)
+}
+
+// parseDate reads the `deprecated` or `sunset` time.
+func parseDate(opt, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return t, fmt.Errorf("%s: want an RFC 3339 time such as 2026-12-01T00:00:00Z: %v", opt, err)
+	}
+	return t, nil
+}
+
+func checkDate(opt, v string) error {
+	_, err := parseDate(opt, v)
+	return err
+}
+
 func (a *Auth) provisionDates() error {
 	var sunset time.Time
 	var err error
 	if a.Deprecated != "" {
-		if a.deprecated, err = time.Parse(time.RFC3339, a.Deprecated); err != nil {
-			return fmt.Errorf("deprecated: %v", err)
+		if a.deprecated, err = parseDate("deprecated", a.Deprecated); err != nil {
+			return err
 		}
 	}
 	if a.Sunset != "" {
-		if sunset, err = time.Parse(time.RFC3339, a.Sunset); err != nil {
-			return fmt.Errorf("sunset: %v", err)
+		if sunset, err = parseDate("sunset", a.Sunset); err != nil {
+			return err
 		}
 		if a.Deprecated != "" && sunset.Before(a.deprecated) {
 			return fmt.Errorf("sunset %s is earlier than deprecated %s (RFC 8594)", a.Sunset, a.Deprecated)

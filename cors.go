@@ -153,19 +153,17 @@ func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			c.Strict = true
 		case "max_age":
-			if !d.NextArg() {
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(d.Val())
+			dur, err := caddy.ParseDuration(v)
 			if err != nil {
 				return d.Errf("parsing max_age: %v", err)
 			}
-			if dur < 0 || dur > maxCORSMaxAge {
-				return d.Errf("max_age must be between 0 and %v, got %v", maxCORSMaxAge, dur)
-			}
 			c.MaxAge = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := checkCORSMaxAge(dur); err != nil {
+				return d.Err(err.Error())
 			}
 		case "mode":
 			var err error
@@ -193,8 +191,8 @@ func (c *CORS) provision(env *provisionEnv) error {
 	}
 	c.logger = env.logger.Named("cors")
 
-	if d := time.Duration(c.MaxAge); d < 0 || d > maxCORSMaxAge {
-		return fmt.Errorf("max_age must be between 0 and %v, got %v", maxCORSMaxAge, d)
+	if err := checkCORSMaxAge(time.Duration(c.MaxAge)); err != nil {
+		return err
 	}
 
 	// Origins: from the config, or else from the environment.
@@ -308,6 +306,14 @@ func checkFieldName(h string) error {
 	}
 	if !corsparse.IsToken(h) {
 		return fmt.Errorf("invalid header name %q", h)
+	}
+	return nil
+}
+
+// checkCORSMaxAge is the rule for max_age, for the parser and provision.
+func checkCORSMaxAge(d time.Duration) error {
+	if d < 0 || d > maxCORSMaxAge {
+		return fmt.Errorf("max_age must be between 0 and %v, got %v", maxCORSMaxAge, d)
 	}
 	return nil
 }
@@ -531,12 +537,3 @@ func firstOrEmpty(v []string) string {
 	return v[0]
 }
 
-// quoteForLog quotes an attacker-controlled value for a log detail,
-// truncated so a huge header cannot bloat logs.
-func quoteForLog(s string) string {
-	const maxLen = 64
-	if len(s) > maxLen {
-		return strconv.Quote(s[:maxLen]) + "..."
-	}
-	return strconv.Quote(s)
-}

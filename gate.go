@@ -2,6 +2,7 @@ package sechard
 
 import (
 	"errors"
+	"strconv"
 	"fmt"
 	"net/http"
 
@@ -208,4 +209,14 @@ func checkLog(logger *zap.Logger, lvl zapcore.Level, msg string) *zapcore.Checke
 		return nil
 	}
 	return logger.Check(lvl, msg)
+}
+
+// quoteForLog quotes an attacker-controlled value for a log detail,
+// truncated so a huge header cannot bloat logs.
+func quoteForLog(s string) string {
+	const maxLen = 64
+	if len(s) > maxLen {
+		return strconv.Quote(s[:maxLen]) + "..."
+	}
+	return strconv.Quote(s)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -302,17 +303,17 @@ func (c *SecurityHeaders) provision(env *provisionEnv) error {
 		if _, isSet := seen[ck]; isSet {
 			return fmt.Errorf("%s is both set and removed", k)
 		}
-		if !containsString(strip, ck) {
+		if !slices.Contains(strip, ck) {
 			strip = append(strip, ck)
 		}
 	}
 	kept := pairs[:0]
 	for _, p := range pairs {
-		if !containsString(strip, p.key) {
+		if !slices.Contains(strip, p.key) {
 			kept = append(kept, p)
 		}
 	}
-	if containsString(strip, "Strict-Transport-Security") {
+	if slices.Contains(strip, "Strict-Transport-Security") {
 		hsts = ""
 	}
 	for _, p := range kept {
@@ -325,15 +326,6 @@ func (c *SecurityHeaders) provision(env *provisionEnv) error {
 	}
 	c.pairs, c.hsts, c.strip = kept, hsts, strip
 	return nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // apply sets the request-ID and security headers on w and returns the

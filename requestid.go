@@ -1,6 +1,8 @@
 package sechard
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -66,54 +68,59 @@ func (c *RequestID) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "header":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			c.Header = d.Val()
-			if !httpguts.ValidHeaderFieldName(c.Header) {
-				return d.Errf("request_id header: invalid header field name %q", c.Header)
-			}
-		case "max_length":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 || n > maxRequestIDLength {
-				return d.Errf("request_id max_length must be an integer from 1 to %d, got %q", maxRequestIDLength, d.Val())
-			}
-			c.MaxLength = n
-		case "generate":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			switch d.Val() {
-			case "uuid4", "uuid7":
-				c.Generate = d.Val()
-			default:
-				return d.Errf("request_id generate must be uuid4 or uuid7, got %q", d.Val())
-			}
-		case "accept_inbound":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			var on bool
-			switch d.Val() {
-			case "on":
-				on = true
-			case "off":
-				on = false
-			default:
-				return d.Errf("request_id accept_inbound must be on or off, got %q", d.Val())
-			}
-			c.AcceptInbound = &on
-		default:
-			return d.Errf("unrecognized request_id option %q", d.Val())
-		}
-		if d.NextArg() {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
 			return d.ArgErr()
 		}
+		var err error
+		switch opt {
+		case "header":
+			c.Header = v
+			err = checkRequestIDHeader(v)
+		case "max_length":
+			if c.MaxLength, err = strconv.Atoi(v); err != nil {
+				return d.Errf("request_id max_length must be an integer from 1 to %d, got %q", maxRequestIDLength, v)
+			}
+			err = checkRequestIDMaxLength(c.MaxLength)
+		case "generate":
+			c.Generate = v
+			err = checkRequestIDGenerate(v)
+		case "accept_inbound":
+			if v != "on" && v != "off" {
+				return d.Errf("request_id accept_inbound must be on or off, got %q", v)
+			}
+			on := v == "on"
+			c.AcceptInbound = &on
+		default:
+			return d.Errf("unrecognized request_id option %q", opt)
+		}
+		if err != nil {
+			return d.Errf("request_id %v", err)
+		}
+	}
+	return nil
+}
+
+// The rules of the request_id block, checked by the Caddyfile parser (for
+// the line number) and by provision (for JSON configs).
+func checkRequestIDHeader(h string) error {
+	if !httpguts.ValidHeaderFieldName(h) {
+		return fmt.Errorf("header: invalid header field name %q", h)
+	}
+	return nil
+}
+
+func checkRequestIDMaxLength(n int) error {
+	if n < 1 || n > maxRequestIDLength {
+		return fmt.Errorf("max_length must be from 1 to %d, got %d", maxRequestIDLength, n)
+	}
+	return nil
+}
+
+func checkRequestIDGenerate(g string) error {
+	if g != "" && g != "uuid4" && g != "uuid7" {
+		return fmt.Errorf("generate must be uuid4 or uuid7, got %q", g)
 	}
 	return nil
 }
@@ -122,29 +129,19 @@ func (c *RequestID) provision(env *provisionEnv) error {
 	if c.Header == "" {
 		c.Header = "X-Request-ID"
 	}
-	if !httpguts.ValidHeaderFieldName(c.Header) {
-		return fmt.Errorf("header: invalid header field name %q", c.Header)
+	errs := []error{checkRequestIDHeader(c.Header), checkRequestIDGenerate(c.Generate)}
+	if c.MaxLength != 0 {
+		errs = append(errs, checkRequestIDMaxLength(c.MaxLength))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	c.header = http.CanonicalHeaderKey(c.Header)
-
-	switch {
-	case c.MaxLength == 0:
-		c.max = maxRequestIDLength
-	case c.MaxLength < 1 || c.MaxLength > maxRequestIDLength:
-		return fmt.Errorf("max_length must be from 1 to %d, got %d", maxRequestIDLength, c.MaxLength)
-	default:
-		c.max = c.MaxLength
-	}
-
-	switch c.Generate {
-	case "", "uuid4":
-		c.newID = newUUID4
-	case "uuid7":
+	c.max = cmp.Or(c.MaxLength, maxRequestIDLength)
+	c.newID = newUUID4
+	if c.Generate == "uuid7" {
 		c.newID = newUUID7
-	default:
-		return fmt.Errorf("generate must be uuid4 or uuid7, got %q", c.Generate)
 	}
-
 	c.accept = c.AcceptInbound == nil || *c.AcceptInbound
 	c.logger = env.logger.Named("request_id")
 	c.metrics = env.metrics
