@@ -399,3 +399,9 @@ func newJWKSMetrics() jwksMetrics {
 		failure: c.jwksRefresh.WithLabelValues(jwksResultError),
 	}
 }
+
+// Interface guards
+var (
+	_ prometheus.Collector = (*memKeysCollector)(nil)
+	_ prometheus.Collector = (*jwksAgeCollector)(nil)
+)

@@ -11,7 +11,7 @@ import (
 // ClientCert maps a client certificate that Caddy's TLS stack verified
 // (`tls { client_auth { mode require_and_verify | verify_if_given; trust_pool ... } }`)
 // to an identity and its scopes: the runbook's mTLS alternative for
-// service-to-service calls (issue 10). A certificate Caddy did not verify
+// service-to-service calls. A certificate Caddy did not verify
 // (modes `request` and `require`, leaf-only verifiers, or a certificate
 // forwarded in a header by a proxy) is never read.
 type ClientCert struct {
