@@ -61,13 +61,13 @@ type testIdentity struct {
 	scopes               []string
 	iat                  time.Time
 	cert                 CertBinding
-	boxed                [2]any
+	boxed                [3]any
 }
 
 func testAccept(c Claims) *testIdentity {
 	id := &testIdentity{subject: c.Subject, jti: c.ID, scopes: c.Scopes, iat: c.IssuedAt, cert: c.Cert}
 	id.joined = strings.Join(c.Scopes, " ")
-	id.boxed = [2]any{id.subject, id.joined}
+	id.boxed = [3]any{id.subject, id.joined, id.jti}
 	return id
 }
 

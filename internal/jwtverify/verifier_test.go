@@ -326,3 +326,26 @@ func BenchmarkJWTVerify(b *testing.B) {
 		})
 	}
 }
+
+// FuzzVerify: no token panics the verifier, and only the one token the
+// configured key signed is ever accepted, whatever the mutation.
+func FuzzVerify(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	v := newTestVerifier(f, now, nil, "es256", "ed")
+	good := sign("es256", testClaims(now, nil), nil)
+	f.Add(good)
+	f.Add(good + ".x")
+	f.Add(sign("ed", testClaims(now, map[string]any{"cnf": map[string]any{"jkt": "x"}}), nil))
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+	f.Add(strings.Repeat("A", MaxTokenSize+1))
+	f.Add(signRaw("ES256", testKeys().other, []byte(`{"alg":"ES256","kid":"es256"}`), mustJSON(testClaims(now, nil))))
+	f.Fuzz(func(t *testing.T, token string) {
+		_, err := v.Verify(token, now)
+		if err == nil && token != good {
+			t.Fatalf("accepted %q", token)
+		}
+		if err != nil {
+			kindOf(t, err)
+		}
+	})
+}
