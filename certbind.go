@@ -7,9 +7,6 @@ import (
 	"encoding/base64"
 	"hash/maphash"
 	"sync/atomic"
-
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Certificate-bound access tokens (RFC 8705 §3): a token whose `cnf` claim
@@ -18,71 +15,17 @@ import (
 // and Caddy's TLS stack verified it. A copied token is then useless without
 // the certificate's private key.
 
-// cnfX5tS256 is RFC 8705 §3.1's confirmation method.
-const cnfX5tS256 = "x5t#S256"
-
 // reasonTokenBinding is the refusal reason (audit, metrics, events) of a
 // bound token presented without its certificate.
 const reasonTokenBinding = "token_binding_mismatch"
 
 var (
 	errTokenBinding = &credError{reasonTokenBinding, "token is bound to another client certificate"}
-	// An unknown confirmation method (DPoP's jkt, RFC 9449; a raw jwk,
-	// RFC 7800) is refused, never ignored: ignoring it would turn a token
-	// its issuer meant to be sender-constrained into a plain bearer token.
+	// A cnf claim other than one well-formed x5t#S256 (jwtverify refuses
+	// it: ignoring it would turn a sender-constrained token into a bearer
+	// token).
 	errTokenCnf = &credError{"auth_invalid", "unsupported token confirmation method (cnf)"}
 )
-
-// confirmation is the `cnf` claim (RFC 7800 §3.1) as sechard reads it.
-type confirmation struct {
-	present bool     // the claim was there (null included)
-	x5t     string   // x5t#S256 as sent
-	unknown bool     // another member, a non-string x5t#S256, or not an object
-	sum     [32]byte // x5t#S256 decoded
-}
-
-// UnmarshalJSON reads `cnf`: an object whose only member sechard knows is
-// x5t#S256 (a string). Anything else is recorded as unknown, so the
-// verifier refuses the token after its signature checked out. Member names
-// match exactly; duplicates were refused before.
-func (c *confirmation) UnmarshalJSON(b []byte) error {
-	c.present = true
-	var members map[string]jsontext.Value
-	if err := jsonv2.Unmarshal(b, &members); err != nil || members == nil {
-		c.unknown = true // null, an array, a string...
-		return nil
-	}
-	for name, v := range members {
-		if name != cnfX5tS256 || v.Kind() != '"' {
-			c.unknown = true
-			continue
-		}
-		if err := jsonv2.Unmarshal(v, &c.x5t); err != nil {
-			c.unknown = true
-		}
-	}
-	if len(members) == 0 {
-		c.unknown = true // a confirmation without a method confirms nothing
-	}
-	return nil
-}
-
-// binding turns a decoded cnf claim into the identity's expected
-// thumbprint. It is called only once the token's signature verified.
-func (c *confirmation) binding() (*certBinding, error) {
-	if !c.present {
-		return nil, nil
-	}
-	if c.unknown {
-		return nil, errTokenCnf
-	}
-	// A thumbprint is 32 bytes in canonical, unpadded base64url; anything
-	// else can match no certificate: refuse it as malformed.
-	if n, err := strictB64.Decode(c.sum[:], []byte(c.x5t)); err != nil || n != len(c.sum) || len(c.x5t) != 43 {
-		return nil, errTokenCnf
-	}
-	return &certBinding{sum: c.sum, x5t: c.x5t}, nil
-}
 
 // certBinding is what a bound token's identity carries: the thumbprint the
 // request's certificate must have.

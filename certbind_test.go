@@ -6,86 +6,9 @@ import (
 	"crypto/x509"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
-
-func TestConfirmationClaimForms(t *testing.T) {
-	ti := newTestIssuer(t)
-	now := time.Now()
-	v, err := (&JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}}).newVerifier(authTestEnv(t, func() time.Time { return now }, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	leaf, _, _, _ := newMTLSCA(t, dir, "ca").issue(t, dir, "a", mtlsCertSpec{cn: "a"})
-	thumb := x5tS256Of(leaf) // computed independently (certbind_e2e_test.go)
-	const jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
-	for _, tc := range []struct {
-		name string
-		cnf  any // nil: no cnf claim
-		raw  string
-		want error // nil: accepted
-	}{
-		{name: "no cnf: a plain bearer token"},
-		{name: "x5t#S256", cnf: map[string]any{"x5t#S256": thumb}},
-		{name: "DPoP jkt", cnf: map[string]any{"jkt": jkt}, want: errTokenCnf},
-		{name: "x5t#S256 and jkt", cnf: map[string]any{"x5t#S256": thumb, "jkt": jkt}, want: errTokenCnf},
-		{name: "raw jwk", cnf: map[string]any{"jwk": map[string]any{"kty": "EC"}}, want: errTokenCnf},
-		{name: "empty object", cnf: map[string]any{}, want: errTokenCnf},
-		{name: "null", raw: `null`, want: errTokenCnf},
-		{name: "a string", cnf: thumb, want: errTokenCnf},
-		{name: "an array", cnf: []string{thumb}, want: errTokenCnf},
-		{name: "thumbprint not a string", cnf: map[string]any{"x5t#S256": 42}, want: errTokenCnf},
-		{name: "name in another case", cnf: map[string]any{"X5T#S256": thumb}, want: errTokenCnf},
-		{name: "SHA-1 x5t (RFC 7515), not RFC 8705", cnf: map[string]any{"x5t": thumb}, want: errTokenCnf},
-		{name: "padded base64url", cnf: map[string]any{"x5t#S256": thumb + "="}, want: errTokenCnf},
-		{name: "standard base64", cnf: map[string]any{"x5t#S256": strings.NewReplacer("-", "+", "_", "/").Replace(thumb) + "+"}, want: errTokenCnf},
-		{name: "too short", cnf: map[string]any{"x5t#S256": thumb[:40]}, want: errTokenCnf},
-		{name: "empty thumbprint", cnf: map[string]any{"x5t#S256": ""}, want: errTokenCnf},
-		{name: "duplicate member in cnf", raw: `{"x5t#S256":"` + thumb + `","X5T#s256":"` + thumb + `"}`, want: errTokenDuplicate},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := testClaims(now, nil)
-			var tok string
-			switch {
-			case tc.raw != "":
-				payload := string(jwtJSON(c))
-				payload = payload[:len(payload)-1] + `,"cnf":` + tc.raw + `}`
-				tok = ti.signRaw("ES256", ti.keys["es256"], jwtJSON(map[string]any{"alg": "ES256", "kid": "es256"}), []byte(payload))
-			case tc.cnf != nil:
-				c["cnf"] = tc.cnf
-				tok = ti.sign("es256", c, nil)
-			default:
-				tok = ti.sign("es256", c, nil)
-			}
-			for round := range 2 { // verified, then (when accepted) cached
-				id, err := v.verify(tok, now)
-				if tc.want != nil {
-					if err != tc.want {
-						t.Fatalf("round %d: err %v, want %v", round, err, tc.want)
-					}
-					continue
-				}
-				if err != nil {
-					t.Fatalf("round %d: %v", round, err)
-				}
-				switch {
-				case tc.cnf == nil && id.bound != nil:
-					t.Fatalf("unbound token got binding %+v", id.bound)
-				case tc.cnf != nil && (id.bound == nil || id.bound.x5t != thumb || id.bound.sum != sha256.Sum256(leaf.Raw)):
-					t.Fatalf("binding %+v, want %s", id.bound, thumb)
-				}
-			}
-		})
-	}
-	// A forged signature is refused as such before cnf is looked at.
-	c := testClaims(now, map[string]any{"cnf": map[string]any{"jkt": jkt}})
-	if _, err := v.verify(ti.signRaw("ES256", ti.other, jwtJSON(map[string]any{"alg": "ES256", "kid": "es256"}), jwtJSON(c)), now); err != errTokenSignature {
-		t.Fatalf("forged: %v", err)
-	}
-}
 
 func TestCertBindingMatchesOnlyVerifiedLeaf(t *testing.T) {
 	dir := t.TempDir()

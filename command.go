@@ -15,16 +15,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/spf13/cobra"
+
+	"github.com/sechard/sechard/internal/jwtverify"
 )
 
 func init() {
@@ -162,8 +164,8 @@ func cmdKeygen(fl caddycmd.Flags) (int, error) {
 	if err := writeNewFile(pubOut, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	jwks, _ := json.MarshalIndent(map[string]any{"keys": []map[string]string{jwk}}, "", "  ")
-	fmt.Fprintf(os.Stderr, "wrote %s (private, 0600) and %s (public); kid %s\n", out, pubOut, jwk["kid"])
+	jwks, _ := json.MarshalIndent(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk}}, "", "  ")
+	fmt.Fprintf(os.Stderr, "wrote %s (private, 0600) and %s (public); kid %s\n", out, pubOut, jwk.KID)
 	fmt.Println(string(jwks))
 	return caddy.ExitCodeSuccess, nil
 }
@@ -188,30 +190,30 @@ func writeNewFile(name string, data []byte, perm os.FileMode) error {
 	return f.Close()
 }
 
-// publicJWK returns the JWK of a public key with its kid and alg.
-func publicJWK(pub crypto.PublicKey) (map[string]string, error) {
-	b64 := base64.RawURLEncoding.EncodeToString
-	var jwk map[string]string
+// publicJWK returns the JWK of a keygen key (ES256, EdDSA or RS256) with
+// its alg, use sig, and its RFC 7638 thumbprint as kid.
+func publicJWK(pub crypto.PublicKey) (jwkset.JWKMarshal, error) {
+	var alg jwkset.ALG
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() {
-			return nil, errors.New("only P-256 EC keys are supported (ES256)")
+			return jwkset.JWKMarshal{}, errors.New("only P-256 EC keys are supported (ES256)")
 		}
-		raw, err := k.Bytes() // uncompressed point: 0x04 || X || Y
-		if err != nil {
-			return nil, err
-		}
-		jwk = map[string]string{"kty": "EC", "crv": "P-256", "x": b64(raw[1:33]), "y": b64(raw[33:]), "alg": "ES256"}
+		alg = jwkset.AlgES256
 	case ed25519.PublicKey:
-		jwk = map[string]string{"kty": "OKP", "crv": "Ed25519", "x": b64(k), "alg": "EdDSA"}
+		alg = jwkset.AlgEdDSA
 	case *rsa.PublicKey:
-		jwk = map[string]string{"kty": "RSA", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes()), "alg": "RS256"}
+		alg = jwkset.AlgRS256
 	default:
-		return nil, fmt.Errorf("unsupported key type %T", pub)
+		return jwkset.JWKMarshal{}, fmt.Errorf("unsupported key type %T", pub)
 	}
-	jwk["kid"] = thumbprint(pub)
-	jwk["use"] = "sig"
-	return jwk, nil
+	jwk, err := jwkset.NewJWKFromKey(pub, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{
+		ALG: alg, KID: jwtverify.Thumbprint(pub), USE: jwkset.UseSig,
+	}})
+	if err != nil {
+		return jwkset.JWKMarshal{}, err
+	}
+	return jwk.Marshal(), nil
 }
 
 // mintedClaims are the claims `caddy sechard token` signs.
@@ -244,11 +246,7 @@ func cmdToken(fl caddycmd.Flags) (int, error) {
 	}
 	kid := fl.String("kid")
 	if kid == "" {
-		jwk, err := publicJWK(priv.Public())
-		if err != nil {
-			return caddy.ExitCodeFailedStartup, err
-		}
-		kid = jwk["kid"]
+		kid = jwtverify.Thumbprint(priv.Public())
 	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {

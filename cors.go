@@ -536,4 +536,3 @@ func firstOrEmpty(v []string) string {
 	}
 	return v[0]
 }
-

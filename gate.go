@@ -2,9 +2,9 @@ package sechard
 
 import (
 	"errors"
-	"strconv"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"

@@ -2,14 +2,12 @@ package sechard
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"math/big"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +68,7 @@ func TestJWKSURLSkipsUnusableKeys(t *testing.T) {
 	if err != nil {
 		t.Fatalf("one good key, the set must load: %v", err)
 	}
-	if _, err := v.verify(good.token(), time.Now()); err != nil {
+	if _, err := v.Verify(good.token(), time.Now()); err != nil {
 		t.Fatalf("good key's token: %v", err)
 	}
 	want := func() {
@@ -89,7 +87,7 @@ func TestJWKSURLSkipsUnusableKeys(t *testing.T) {
 	}
 	want()
 	// The same set again (a refresh): no new warnings.
-	if err := v.remote.fetch(); err != nil {
+	if err := v.Remote().Fetch(); err != nil {
 		t.Fatal(err)
 	}
 	want()
@@ -133,63 +131,6 @@ func TestJWKSFileSkipsUnusableKeysEndToEnd(t *testing.T) {
 			t.Errorf("kid %s: %d warnings, want 1; logs:\n%s", kid, n, s.Logs())
 		}
 	}
-}
-
-// FuzzParseJWKS: no JWK Set document panics the parser, a set without a
-// usable key is an error, and every key returned is one the verifier can
-// use (checked independently of checkKey).
-func FuzzParseJWKS(f *testing.F) {
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
-	good, ed := rotKey{jwk: ecJWK(&ec.PublicKey, "good")}, rotKey{jwk: okpJWK(edPub, "ed")}
-	var bad []string
-	for _, k := range badJWKs(f) {
-		bad = append(bad, k)
-		f.Add(`{"keys":[` + k + `]}`)
-	}
-	f.Add(`{"keys":[` + good.jwk + `,` + ed.jwk + `,` + strings.Join(bad, ",") + `]}`)
-	f.Add(`{"keys":[` + good.jwk + `]}`)
-	f.Add(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"},{"kty":"RSA","n":"AQ","e":"AQAB"}]}`)
-	f.Add(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA","alg":"ES256"},` + ed.jwk + `]}`)
-	f.Add(`{"keys":[{"kty":"RSA","n":7,"e":"AQAB","kid":"typed"},` + good.jwk + `]}`)
-	n2048 := jwtB64(new(big.Int).Lsh(big.NewInt(3), 2046).Bytes()) // 2048 bits, even
-	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
-	f.Add(`{"keys":[{"kty":"RSA","kid":"e1","n":"` + jwtB64(rk.N.Bytes()) + `","e":"AQ"},{"kty":"RSA","kid":"even","n":"` + n2048 + `","e":"AQAB"},` + ed.jwk + `]}`)
-	f.Add(`{"keys":{}}`)
-	f.Add(`[]`)
-	f.Fuzz(func(t *testing.T, doc string) {
-		keys, _, err := parseJWKS([]byte(doc))
-		if (err == nil) != (len(keys) > 0) {
-			t.Fatalf("err %v with %d keys", err, len(keys))
-		}
-		for _, k := range keys {
-			if k.kid == "" {
-				t.Fatal("key without kid")
-			}
-			if k.alg != "" && !slices.Contains(supportedAlgorithms, k.alg) {
-				t.Fatalf("alg %q", k.alg)
-			}
-			switch pub := k.key.(type) {
-			case *rsa.PublicKey:
-				if pub.N.BitLen() < 2048 || pub.N.Bit(0) == 0 || pub.E < 3 || pub.E&1 == 0 {
-					t.Fatalf("unusable RSA key: %d bits, e=%d", pub.N.BitLen(), pub.E)
-				}
-			case *ecdsa.PublicKey:
-				if pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() && pub.Curve != elliptic.P521() {
-					t.Fatalf("curve %v", pub.Curve.Params().Name)
-				}
-				if _, err := pub.ECDH(); err != nil {
-					t.Fatalf("unusable EC key: %v", err)
-				}
-			case ed25519.PublicKey:
-				if len(pub) != ed25519.PublicKeySize {
-					t.Fatalf("Ed25519 key of %d bytes", len(pub))
-				}
-			default:
-				t.Fatalf("key type %T", pub)
-			}
-		}
-	})
 }
 
 func TestJWKSURLSkipsUnusableKeysEndToEnd(t *testing.T) {

@@ -8,14 +8,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +23,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/sechard/sechard/internal/jwtverify"
 )
 
 // testIssuer holds real keys generated for the test run, one per
@@ -173,7 +172,10 @@ func authTestEnv(t testing.TB, now func() time.Time, secrets map[string]string) 
 	return &provisionEnv{Context: ctx, logger: zap.NewNop(), secrets: sv, now: now}
 }
 
-func TestVerifierClaimRules(t *testing.T) {
+// TestJWTClaimRulesMapToCredErrors: the jwt block's settings reach the
+// verifier, and each refusal becomes the 401 description it always had
+// (jwtverify's own tests cover the rules themselves).
+func TestJWTClaimRulesMapToCredErrors(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Unix(1_800_000_000, 0)
 	j := &JWT{Issuer: "https://auth.test", Audience: "nl-query-api", Algorithms: []string{"ES256", "ES384", "ES512", "EdDSA", "RS256"}}
@@ -209,84 +211,48 @@ func TestVerifierClaimRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := v.verify(tt.token, now)
+			_, err := v.Verify(tt.token, now)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, tt.want) {
-				t.Fatalf("want %v, got %v", tt.want, err)
+			if got := tokenError(err); got != tt.want {
+				t.Fatalf("want %v, got %v", tt.want, got)
 			}
 		})
 	}
 }
 
-func TestVerifierScopeForms(t *testing.T) {
+func TestTokenErrorsCoverEveryKind(t *testing.T) {
+	for k := jwtverify.TooLarge; k <= jwtverify.UnsupportedConfirmation; k++ {
+		ce := tokenErrors[k]
+		if ce == nil || ce.reason != "auth_invalid" || ce.desc != k.String() {
+			t.Errorf("kind %d (%s): %+v", k, k, ce)
+		}
+		if tokenError(&jwtverify.Error{Kind: k}) != ce {
+			t.Errorf("kind %d: tokenError is not the shared credError", k)
+		}
+	}
+}
+
+// TestJWTIdentityFromClaims: what auth makes of a verified token.
+func TestJWTIdentityFromClaims(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Unix(1_800_000_000, 0)
 	v, err := (&JWT{PublicKeys: []PublicKey{{File: ti.pemPath("ed")}}}).newVerifier(authTestEnv(t, func() time.Time { return now }, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, over := range map[string]map[string]any{
-		"scopes array":  {"scopes": []string{"a", "b"}},
-		"scope string":  {"scopes": nil, "scope": "a b"},
-		"scp array":     {"scopes": nil, "scp": []string{"a", "b"}},
-		"scp string":    {"scopes": nil, "scp": "a  b"},
-		"forms combine": {"scopes": []string{"a"}, "scope": "b"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			// A single configured key without kid: the token needs no kid.
-			id, err := v.verify(ti.sign("ed", testClaims(now, over), map[string]any{"kid": nil}), now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if id.joined != "a b" || !id.has("a") || !id.has("b") || id.has("a b") {
-				t.Fatalf("scopes %q", id.joined)
-			}
-		})
+	// A single configured key without kid: the token needs no kid.
+	id, err := v.Verify(ti.sign("ed", testClaims(now, map[string]any{"scopes": []string{"a"}, "scope": "b a", "jti": "j"}), map[string]any{"kid": nil}), now)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestThumbprintRFC7638Example(t *testing.T) {
-	// RFC 7638 §3.1's example key and thumbprint.
-	n, _ := base64.RawURLEncoding.DecodeString("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw")
-	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537}
-	if got := thumbprint(pub); got != "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs" {
-		t.Fatalf("thumbprint %s", got)
-	}
-}
-
-func TestCheckJSONObjectRejectsDuplicates(t *testing.T) {
-	for in, want := range map[string]error{
-		`{"a":1,"b":2}`:                  nil,
-		`{"a":1,"a":2}`:                  errDuplicateKey,
-		`{"alg":"ES256","\u0061lg":"x"}`: errDuplicateKey,
-		`{"a":{"x":1,"x":2}}`:            errDuplicateKey,
-		`{"a":[{"x":1},{"x":2}]}`:        nil,
-		`{"a":"\"}"}`:                    nil,
-		`[1]`:                            errJSONShape,
-		`{"a":1}x`:                       errJSONShape,
-		`{"a":1,}`:                       errJSONShape,
-		`{"a"`:                           errJSONShape,
-		`{"a":"` + "\x01" + `"}`:         errJSONShape,
-		strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40): errJSONShape,
-	} {
-		if err := checkJSONObject([]byte(in)); !errors.Is(err, want) {
-			t.Errorf("%q: want %v, got %v", in, want, err)
-		}
-	}
-	// Many members: the map path.
-	var b strings.Builder
-	b.WriteString("{")
-	for i := range 40 {
-		fmt.Fprintf(&b, `"k%d":%d,`, i, i)
-	}
-	b.WriteString(`"k7":0}`)
-	if err := checkJSONObject([]byte(b.String())); !errors.Is(err, errDuplicateKey) {
-		t.Fatalf("40 members with a duplicate: %v", err)
+	if id.method != "jwt" || id.subject != "service-bi" || id.jti != "j" || !id.iat.Equal(now) || id.bound != nil ||
+		id.joined != "a b" || !id.has("a") || !id.has("b") || id.has("a b") || id.boxedSubject != "service-bi" {
+		t.Fatalf("%+v", id)
 	}
 }
 
@@ -339,62 +305,4 @@ func fuzzAuth(tb testing.TB, ti *testIssuer, now time.Time) *Auth {
 		tb.Fatal(err)
 	}
 	return a
-}
-
-// BenchmarkJWTVerify compares the full uncached verification (size check,
-// duplicate-member scan, golang-jwt parse with every option, keyfunc, claim
-// rules) with the bare signature check on the same bytes: the physical
-// limit. Run with -benchmem.
-func BenchmarkJWTVerify(b *testing.B) {
-	ti := newTestIssuer(b)
-	now := time.Now()
-	j := &JWT{Issuer: "https://auth.test", Audience: "nl-query-api"}
-	for _, kid := range []string{"es256", "ed", "rs"} {
-		j.PublicKeys = append(j.PublicKeys, PublicKey{File: ti.pemPath(kid), KID: kid})
-	}
-	v, err := j.newVerifier(authTestEnv(b, func() time.Time { return now }, nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, kid := range []string{"es256", "ed", "rs"} {
-		alg := ti.algs[kid]
-		token := ti.sign(kid, testClaims(now, nil), nil)
-		signing := token[:strings.LastIndexByte(token, '.')]
-		sig, _ := base64.RawURLEncoding.DecodeString(token[len(signing)+1:])
-		b.Run("uncached/"+alg, func(b *testing.B) {
-			v.cache = nil
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := v.verify(token, now); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run("bare/"+alg, func(b *testing.B) {
-			b.ReportAllocs()
-			switch k := ti.keys[kid].Public().(type) {
-			case *ecdsa.PublicKey:
-				r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-				for b.Loop() {
-					h := sha256.Sum256([]byte(signing))
-					if !ecdsa.Verify(k, h[:], r, s) {
-						b.Fatal("bad")
-					}
-				}
-			case ed25519.PublicKey:
-				for b.Loop() {
-					if !ed25519.Verify(k, []byte(signing), sig) {
-						b.Fatal("bad")
-					}
-				}
-			case *rsa.PublicKey:
-				for b.Loop() {
-					h := sha256.Sum256([]byte(signing))
-					if rsa.VerifyPKCS1v15(k, crypto.SHA256, h[:], sig) != nil {
-						b.Fatal("bad")
-					}
-				}
-			}
-		})
-	}
 }

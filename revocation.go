@@ -148,7 +148,7 @@ func (rv *Revocation) setTokenBounds(v *verifier) {
 	}
 	rv.bounds = defaultTokenBounds
 	if v != nil {
-		rv.bounds = tokenBounds{v.maxTTL, v.leeway}
+		rv.bounds = tokenBounds{v.MaxTTL(), v.Leeway()}
 	}
 }
 

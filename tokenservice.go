@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sechard/sechard/internal/jwtverify"
 	"github.com/sechard/sechard/internal/oauthreq"
 )
 
@@ -208,7 +209,7 @@ func (t *TokenService) provision(env *provisionEnv) error {
 
 	leeway, maxTTL := defaultLeeway, defaultMaxTTL
 	if auth.jwt != nil {
-		leeway, maxTTL = auth.jwt.leeway, auth.jwt.maxTTL
+		leeway, maxTTL = auth.jwt.Leeway(), auth.jwt.MaxTTL()
 	}
 	t.ttl = time.Duration(t.TTL)
 	if t.ttl == 0 {
@@ -221,7 +222,7 @@ func (t *TokenService) provision(env *provisionEnv) error {
 	if len(t.SigningKeys) == 0 {
 		return errors.New("signing_key is required")
 	}
-	var keys []*verifyKey
+	var keys []*jwtverify.Key
 	var jwks jwkset.JWKSMarshal
 	for i, name := range t.SigningKeys {
 		if slices.Contains(t.SigningKeys[:i], name) {
@@ -239,11 +240,11 @@ func (t *TokenService) provision(env *provisionEnv) error {
 			t.signer = s
 		}
 		for _, k := range keys {
-			if k.kid == s.kid {
+			if k.KID == s.kid {
 				return fmt.Errorf("signing_key %s: the same key as an earlier signing_key", name)
 			}
 		}
-		keys = append(keys, &verifyKey{kid: s.kid, key: s.pub, alg: s.method.Alg()})
+		keys = append(keys, &jwtverify.Key{KID: s.kid, Public: s.pub, Alg: s.method.Alg()})
 		jwk, err := jwkset.NewJWKFromKey(s.pub, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{
 			ALG: jwkset.ALG(s.method.Alg()), KID: s.kid, USE: jwkset.UseSig,
 		}})
@@ -261,16 +262,20 @@ func (t *TokenService) provision(env *provisionEnv) error {
 	// and audience, beside (never mixed with) the jwt block's keys.
 	algs := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if !slices.Contains(algs, k.alg) {
-			algs = append(algs, k.alg)
+		if !slices.Contains(algs, k.Alg) {
+			algs = append(algs, k.Alg)
 		}
 	}
-	v := &verifier{leeway: leeway, maxTTL: maxTTL, static: keys, cache: newTokenCache()}
-	v.keys.Store(newKeySet(keys))
-	v.parser = newParser(algs, leeway, env.now, t.Issuer, t.Audience...)
+	v, err := jwtverify.New(env.Context, jwtverify.Config{
+		Algorithms: algs, Leeway: leeway, MaxTTL: maxTTL,
+		Issuer: t.Issuer, Audience: t.Audience, Now: env.now, Keys: keys,
+	}, jwtIdentity)
+	if err != nil {
+		return err
+	}
 	auth.issued = &issuedTokens{verifier: v, headers: make([]string, 0, len(keys))}
 	for _, k := range keys {
-		auth.issued.headers = append(auth.issued.headers, tokenHeader(k.alg, k.kid)+".")
+		auth.issued.headers = append(auth.issued.headers, tokenHeader(k.Alg, k.KID)+".")
 	}
 
 	t.metadataBody, err = t.metadata(issuer)
@@ -552,10 +557,10 @@ func newTokenSigner(pemData []byte) (*tokenSigner, error) {
 	default:
 		return nil, fmt.Errorf("unsupported private key type %T", key)
 	}
-	if s.pub, err = checkKey(s.key.Public()); err != nil {
+	if s.pub, err = jwtverify.CheckKey(s.key.Public()); err != nil {
 		return nil, err
 	}
-	s.kid = thumbprint(s.pub)
+	s.kid = jwtverify.Thumbprint(s.pub)
 	s.header = tokenHeader(s.method.Alg(), s.kid)
 	return s, nil
 }

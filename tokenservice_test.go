@@ -20,6 +20,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sechard/sechard/internal/jwtverify"
 )
 
 func TestTokenServiceCaddyfileErrors(t *testing.T) {
@@ -105,7 +107,7 @@ func TestTokenSignerKeyForms(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || s.method.Alg() != tc.alg || s.kid != thumbprint(s.pub) {
+		if err != nil || s.method.Alg() != tc.alg || s.kid != jwtverify.Thumbprint(s.pub) {
 			t.Errorf("%s: %v %+v", tc.name, err, s)
 		}
 	}
@@ -186,7 +188,7 @@ func TestIssuedTokensRouting(t *testing.T) {
 	if !a.issued.owns(tok) {
 		t.Fatal("an issued token is not routed to the service's verifier")
 	}
-	id, err := a.issued.verifier.verify(tok, time.Now())
+	id, err := a.issued.verifier.Verify(tok, time.Now())
 	if err != nil || id.subject != "BI_KEY" || id.joined != "nl-query:read" {
 		t.Fatalf("%+v %v", id, err)
 	}
@@ -257,7 +259,7 @@ func BenchmarkIssuedTokenVerifyCached(b *testing.B) {
 		if !a.issued.owns(tok) {
 			b.Fatal("not owned")
 		}
-		if _, err := a.issued.verifier.verify(tok, now); err != nil {
+		if _, err := a.issued.verifier.Verify(tok, now); err != nil {
 			b.Fatal(err)
 		}
 	}

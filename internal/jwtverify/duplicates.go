@@ -1,4 +1,4 @@
-package sechard
+package jwtverify
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 // encoding/json (and so golang-jwt) silently keeps the last value, so a token
 // carrying {"sub":"alice","sub":"admin"} would mean different things to
 // different parsers on the way to the upstream; RFC 7515 §5.2 and RFC 8725
-// §3.5 let a verifier reject it, and sechard does.
+// §3.5 let a verifier reject it, and this package does.
 var errDuplicateKey = errors.New("duplicate JSON member name")
 
 // errJSONShape is returned for input that is not one JSON object.
