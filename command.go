@@ -25,6 +25,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/spf13/cobra"
+
+	"github.com/sechard/sechard/internal/revocation"
 )
 
 func init() {
@@ -313,7 +315,7 @@ func readPrivateKey(name string) (crypto.Signer, error) {
 
 func cmdRevoke(fl caddycmd.Flags) (int, error) {
 	exp, _ := fl.GetInt64("exp")
-	req := revocationRequest{JTI: fl.String("jti"), Exp: exp, Sub: fl.String("sub")}
+	req := revocation.Request{JTI: fl.String("jti"), Exp: exp, Sub: fl.String("sub")}
 	if fl.Changed("before") {
 		before, _ := fl.GetInt64("before")
 		req.Before = &before
