@@ -176,6 +176,11 @@ func TestSecretsDefaultDirs(t *testing.T) {
 			t.Fatalf("no warning: %v", logs.All())
 		}
 	})
+	t.Run("an empty configured dir is an error", func(t *testing.T) {
+		if _, err := searchDirs([]string{" "}, zap.NewNop()); err == nil || err.Error() != "secret dir must not be empty" {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("configured dir that is a file is an error", func(t *testing.T) {
 		f := writeSecretFile(t, filepath.Join(t.TempDir(), "file"), "x")
 		if _, err := searchDirs([]string{f}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), f+" is not a directory") {
