@@ -15,8 +15,8 @@
 //     its context's deadline, bounds every read, write and pool wait by
 //     [Params.Timeout] and every dial by at least 500ms, so an outage costs
 //     a caller at most one timeout. It speaks RESP2 and skips the
-//     handshakes (CLIENT SETINFO, maintenance notifications, COMMAND) that
-//     would add round trips.
+//     handshakes go-redis lets it skip (CLIENT SETINFO; maintenance
+//     notifications; a Cluster's COMMAND), which would add round trips.
 //   - [Prepared.Check] pings once and returns only errors that no retry
 //     can fix (TLS verification, TLS against a plain-text server, a cluster
 //     URL on a server without cluster support); an unreachable server is
