@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // APIKey is one named shared key (the runbook's legacy credential).
@@ -28,10 +30,10 @@ type apiKeySet struct {
 	ids     []*identity
 }
 
-func newAPIKeySet(keys []APIKey, secrets secretValues) *apiKeySet {
+func newAPIKeySet(keys []APIKey, values secrets.Values) *apiKeySet {
 	s := &apiKeySet{}
 	for _, k := range keys {
-		d := sha256.Sum256([]byte(secrets[k.Secret].Value()))
+		d := sha256.Sum256([]byte(values[k.Secret].Value()))
 		s.digests = append(s.digests, d)
 		s.words = append(s.words, digestWords(&d))
 		id := &identity{method: "api_key", subject: k.Secret, scopes: dedupe(append([]string(nil), k.Scopes...)), full: len(k.Scopes) == 0}

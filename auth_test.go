@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // newAuthExchange is a request as Caddy hands it to a handler: with a
@@ -185,7 +187,7 @@ func writeAuthFile(t testing.TB, path, content string) {
 
 func TestAPIKeySetMatchesEveryKeyByName(t *testing.T) {
 	keys := []APIKey{{Secret: "A", Scopes: []string{"x"}}, {Secret: "B"}, {Secret: "C", Scopes: []string{"y", "y"}}}
-	s := newAPIKeySet(keys, secretValues{"A": newSecret("alpha"), "B": newSecret("bravo-longer-key"), "C": newSecret("c")})
+	s := newAPIKeySet(keys, secrets.Values{"A": secrets.New("alpha"), "B": secrets.New("bravo-longer-key"), "C": secrets.New("c")})
 	for in, want := range map[string]string{"alpha": "A", "bravo-longer-key": "B", "c": "C", "": "", "alph": "", "alphaa": ""} {
 		id := s.match(in)
 		got := ""
@@ -253,11 +255,11 @@ func TestAuthDecideSetsIdentityAndPlaceholders(t *testing.T) {
 // configured keys (SHA-256 of the presented key, then every digest).
 func BenchmarkAPIKeyCheck50Keys(b *testing.B) {
 	var keys []APIKey
-	sv := secretValues{}
+	sv := secrets.Values{}
 	for i := range 50 {
 		name := fmt.Sprintf("KEY_%d", i)
 		keys = append(keys, APIKey{Secret: name, Scopes: []string{"s"}})
-		sv[name] = newSecret(fmt.Sprintf("key-value-%d-0123456789abcdef0123456789abcdef", i))
+		sv[name] = secrets.New(fmt.Sprintf("key-value-%d-0123456789abcdef0123456789abcdef", i))
 	}
 	s := newAPIKeySet(keys, sv)
 	presented := "key-value-25-0123456789abcdef0123456789abcdef"

@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sechard/sechard/internal/jwtverify"
+	"github.com/sechard/sechard/internal/revocation"
 )
 
 func init() {
@@ -311,7 +312,7 @@ func readPrivateKey(name string) (crypto.Signer, error) {
 
 func cmdRevoke(fl caddycmd.Flags) (int, error) {
 	exp, _ := fl.GetInt64("exp")
-	req := revocationRequest{JTI: fl.String("jti"), Exp: exp, Sub: fl.String("sub")}
+	req := revocation.Request{JTI: fl.String("jti"), Exp: exp, Sub: fl.String("sub")}
 	if fl.Changed("before") {
 		before, _ := fl.GetInt64("before")
 		req.Before = &before

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sechard/sechard/internal/jwtverify"
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // testIssuer holds real keys generated for the test run, one per
@@ -161,13 +162,13 @@ func (ti *testIssuer) sign(kid string, c map[string]any, hdr map[string]any) str
 }
 
 // authTestEnv is a provisionEnv for unit tests, with a controllable clock.
-func authTestEnv(t testing.TB, now func() time.Time, secrets map[string]string) *provisionEnv {
+func authTestEnv(t testing.TB, now func() time.Time, values map[string]string) *provisionEnv {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	sv := secretValues{}
-	for k, v := range secrets {
-		sv[k] = newSecret(v)
+	sv := secrets.Values{}
+	for k, v := range values {
+		sv[k] = secrets.New(v)
 	}
 	return &provisionEnv{Context: ctx, logger: zap.NewNop(), secrets: sv, now: now}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 func init() {
@@ -239,7 +241,7 @@ func clientIP(r *http.Request) string {
 type provisionEnv struct {
 	caddy.Context
 	logger  *zap.Logger      // the module's logger; stages name their own child
-	secrets secretValues     // resolved secrets (SEC-03)
+	secrets secrets.Values   // resolved secrets (SEC-03)
 	now     func() time.Time // the clock; tests replace it
 	metrics *handlerMetrics  // the handler's metrics and events; nil records nothing
 	auth    *Auth            // the auth gate (nil if none): the token service's clients, the identity budgets' source

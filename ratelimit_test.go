@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // fakeClock is an injected clock tests move by hand.
@@ -56,10 +58,10 @@ func newTestRateLimit(t testing.TB, body string, clock *fakeClock) *RateLimit {
 	return c
 }
 
-func provisionTestRateLimit(t testing.TB, c *RateLimit, now func() time.Time, logger *zap.Logger, secrets secretValues) {
+func provisionTestRateLimit(t testing.TB, c *RateLimit, now func() time.Time, logger *zap.Logger, values secrets.Values) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	env := &provisionEnv{Context: ctx, logger: logger, now: now, secrets: secrets}
+	env := &provisionEnv{Context: ctx, logger: logger, now: now, secrets: values}
 	if err := c.provision(env); err != nil {
 		cancel()
 		t.Fatal(err)

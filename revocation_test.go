@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sechard/sechard/internal/revocation"
 )
 
 // newRevocationEnv returns a provision environment with an observed logger;
@@ -296,12 +297,12 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	b := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 
 	now := time.Now()
-	jti, err := revocationRequest{JTI: "fleet-jti", Exp: now.Add(5 * time.Minute).Unix()}.entry(now, defaultTokenBounds)
+	jti, err := revocation.Request{JTI: "fleet-jti", Exp: now.Add(5 * time.Minute).Unix()}.Entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := now.Unix()
-	sub, err := revocationRequest{Sub: "fleet-client", Before: &before}.entry(now, defaultTokenBounds)
+	sub, err := revocation.Request{Sub: "fleet-client", Before: &before}.Entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,10 +310,10 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 		t.Fatal("revoked before it was written")
 	}
 	ctx := context.Background()
-	if err := addRedisRevocation(ctx, a.client, jti); err != nil {
+	if err := revocation.AddRedis(ctx, a.client, jti); err != nil {
 		t.Fatal(err)
 	}
-	if err := addRedisRevocation(ctx, a.client, sub); err != nil {
+	if err := revocation.AddRedis(ctx, a.client, sub); err != nil {
 		t.Fatal(err)
 	}
 	// Neither instance is told: each must see it from its own poll.
@@ -329,13 +330,13 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	// A later, stronger subject revocation wins; an earlier one does not
 	// weaken it.
 	later := before + 100
-	e, _ := revocationRequest{Sub: "fleet-client", Before: &later}.entry(now, defaultTokenBounds)
-	if err := addRedisRevocation(ctx, a.client, e); err != nil {
+	e, _ := revocation.Request{Sub: "fleet-client", Before: &later}.Entry(now, defaultTokenBounds)
+	if err := revocation.AddRedis(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
 	earlier := before - 100
-	e, _ = revocationRequest{Sub: "fleet-client", Before: &earlier}.entry(now, defaultTokenBounds)
-	if err := addRedisRevocation(ctx, a.client, e); err != nil {
+	e, _ = revocation.Request{Sub: "fleet-client", Before: &earlier}.Entry(now, defaultTokenBounds)
+	if err := revocation.AddRedis(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, cacheTTL+slack, "stronger subject revocation", func() bool {
@@ -355,20 +356,20 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 
-	grace := ceilSeconds(int64(defaultTokenBounds.leeway))
-	life := ceilSeconds(int64(defaultTokenBounds.maxTTL + defaultTokenBounds.leeway))
+	grace := ceilSeconds(int64(defaultTokenBounds.Leeway))
+	life := ceilSeconds(int64(defaultTokenBounds.MaxTTL + defaultTokenBounds.Leeway))
 	// Entries whose tokens die within two seconds...
-	shortJTI, err := revocationRequest{JTI: "short-lived", Exp: now.Unix() + 2 - grace}.entry(now, defaultTokenBounds)
+	shortJTI, err := revocation.Request{JTI: "short-lived", Exp: now.Unix() + 2 - grace}.Entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	shortBefore := now.Unix() + 2 - life
-	shortSub, err := revocationRequest{Sub: "short-client", Before: &shortBefore}.entry(now, defaultTokenBounds)
+	shortSub, err := revocation.Request{Sub: "short-client", Before: &shortBefore}.Entry(now, defaultTokenBounds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []revocationEntry{shortJTI, shortSub} {
-		if err := addRedisRevocation(ctx, rv.client, e); err != nil {
+	for _, e := range []revocation.Entry{shortJTI, shortSub} {
+		if err := revocation.AddRedis(ctx, rv.client, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -391,8 +392,8 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 
 	// ...and a long one, whose expiry must follow the token's exp.
 	exp := now.Add(5 * time.Minute).Unix()
-	long, _ := revocationRequest{JTI: "long-lived", Exp: exp}.entry(now, defaultTokenBounds)
-	if err := addRedisRevocation(ctx, rv.client, long); err != nil {
+	long, _ := revocation.Request{JTI: "long-lived", Exp: exp}.Entry(now, defaultTokenBounds)
+	if err := revocation.AddRedis(ctx, rv.client, long); err != nil {
 		t.Fatal(err)
 	}
 	at, err := c.ExpireTime(ctx, "sechard:{revoked}:jti:long-lived").Result()
@@ -423,8 +424,8 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	env, logs := newRevocationEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 	now := time.Now()
-	e, _ := revocationRequest{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.entry(now, defaultTokenBounds)
-	if err := addRedisRevocation(context.Background(), rv.client, e); err != nil {
+	e, _ := revocation.Request{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.Entry(now, defaultTokenBounds)
+	if err := revocation.AddRedis(context.Background(), rv.client, e); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, time.Second, "seen", func() bool { return rv.revoked("outage-jti", "", now) })
@@ -448,7 +449,7 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 
 	r.Start() // a fresh, empty Redis
 	waitUntil(t, 2*time.Second, "recovery logged", func() bool { return countLogs(logs, "revocation redis reachable again") == 1 })
-	if err := addRedisRevocation(context.Background(), rv.client, e); err != nil {
+	if err := revocation.AddRedis(context.Background(), rv.client, e); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, time.Second, "seen after recovery", func() bool { return rv.revoked("outage-jti", "", now) })
@@ -471,11 +472,11 @@ func BenchmarkRevokedCacheHit(b *testing.B) {
 	rv := provisionRevocation(b, env, &Revocation{})
 	rv.mu.Lock()
 	for i := range 10000 {
-		rv.fileList = append(rv.fileList, revocationEntry{JTI: fmt.Sprintf("jti-%022d", i), Source: "file"})
+		rv.fileList = append(rv.fileList, revocation.Entry{JTI: fmt.Sprintf("jti-%022d", i), Source: "file"})
 	}
 	for i := range 1000 {
 		before := int64(1_000_000)
-		rv.fileList = append(rv.fileList, revocationEntry{Sub: fmt.Sprintf("client-%d", i), Before: &before, Source: "file"})
+		rv.fileList = append(rv.fileList, revocation.Entry{Sub: fmt.Sprintf("client-%d", i), Before: &before, Source: "file"})
 	}
 	rv.rebuildLocked()
 	rv.mu.Unlock()
@@ -642,11 +643,11 @@ func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
 	}()
 	now := time.Now()
 	for i := range 50 {
-		e, err := revocationRequest{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.entry(now, defaultTokenBounds)
+		e, err := revocation.Request{JTI: fmt.Sprintf("race-jti-%d", i), Exp: now.Unix() + 60}.Entry(now, defaultTokenBounds)
 		if err != nil {
 			t.Fatal(err)
 		}
-		localRevocations.add(e, now.Unix())
+		localRevocations.Add(e, now.Unix())
 		rv.refreshNow(context.Background())
 	}
 	close(stop)
@@ -785,58 +786,6 @@ func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
 	})
 }
 
-// formatRevocationLine writes an entry as a revocation-file line.
-func formatRevocationLine(e revocationEntry) string {
-	if e.JTI != "" {
-		return e.JTI
-	}
-	line := "sub:" + e.Sub
-	if e.Before != nil {
-		line += " " + strconv.FormatInt(*e.Before, 10)
-	}
-	return line
-}
-
-// Subjects may hold spaces (mTLS `cn:` identities do); the last field is the
-// time only when it is all digits.
-func TestParseRevocationFileSubjectsWithSpaces(t *testing.T) {
-	for _, tc := range []struct{ line, want, bad string }{
-		{line: "sub:cn:Service BI", want: "sub:cn:Service BI"},
-		{line: "sub:cn:Service BI 1796000000", want: "sub:cn:Service BI 1796000000"},
-		{line: "  sub:cn:Service BI\t1796000000  # rotated", want: "sub:cn:Service BI 1796000000"},
-		{line: "sub:cn:Service BI # comment", want: "sub:cn:Service BI"},
-		{line: "sub:cn:Service  Two  Spaces", want: "sub:cn:Service  Two  Spaces"},
-		{line: "sub:cn:Team 7 1796000000", want: "sub:cn:Team 7 1796000000"},
-		{line: "sub:12345", want: "sub:12345"},
-		{line: "sub:cn:Service BI 0", bad: "unix seconds"},
-		{line: "sub:cn:Service BI 99999999999999999999", bad: "unix seconds"},
-		{line: "sub: cn:Service BI", bad: "subject"},
-		{line: "sub:", bad: "empty subject"},
-		{line: "jti with spaces", bad: "one jti per line"},
-		{line: "# sub:cn:Service BI"},
-		{line: "   # only a comment"},
-	} {
-		list, bad, err := parseRevocationFile(strings.NewReader(tc.line + "\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch {
-		case tc.bad != "":
-			if len(list) != 0 || len(bad) != 1 || !strings.Contains(bad[0].problem, tc.bad) {
-				t.Errorf("%q: entries %+v, bad %+v; want one problem saying %q", tc.line, list, bad, tc.bad)
-			}
-		case tc.want == "":
-			if len(list) != 0 || len(bad) != 0 {
-				t.Errorf("%q: entries %+v, bad %+v; want nothing", tc.line, list, bad)
-			}
-		default:
-			if len(bad) != 0 || len(list) != 1 || formatRevocationLine(list[0]) != tc.want {
-				t.Errorf("%q: entries %+v, bad %+v; want %q", tc.line, list, bad, tc.want)
-			}
-		}
-	}
-}
-
 // A certificate whose CN holds a space can be revoked through the file.
 func TestRevocationFileRevokesCertificateCNWithSpaces(t *testing.T) {
 	dir := t.TempDir()
@@ -871,63 +820,6 @@ func TestRevocationFileRevokesCertificateCNWithSpaces(t *testing.T) {
 			t.Errorf("%q: WWW-Authenticate %q", tc.line, d.Header.Get("WWW-Authenticate"))
 		}
 	}
-}
-
-// FuzzParseRevocationFile: no panic; every entry comes from a line that is
-// not a comment, has a subject or a jti, and reads back the same when
-// written as a line; the file parses as its lines do one by one.
-func FuzzParseRevocationFile(f *testing.F) {
-	for _, s := range []string{
-		"jti-1\nsub:svc\nsub:svc 1796000000\n",
-		"sub:cn:Service BI 1796000000 # rotated\n# comment\n  \t# indented\n",
-		"sub:cn:Team 7\nsub:x 1 2\nsub: x\nsub:\nodd#jti\r\n\v#x\n",
-		"sub:a\u00a012\nsub:\u0085x\nsub:a\xff 3\n",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, content string) {
-		list, bad, err := parseRevocationFile(strings.NewReader(content))
-		if err != nil {
-			return // a line over the scanner's limit
-		}
-		var perLine []revocationEntry
-		nBad := 0
-		for _, line := range strings.Split(content, "\n") {
-			line = strings.TrimSuffix(line, "\r")
-			l, b, err := parseRevocationFile(strings.NewReader(line))
-			if err != nil {
-				t.Fatalf("line %q: %v", line, err)
-			}
-			if trimmed := strings.TrimLeft(line, " \t"); (trimmed == "" || trimmed[0] == '#') && len(l)+len(b) != 0 {
-				t.Fatalf("comment-only line %q gave %+v %+v", line, l, b)
-			}
-			perLine = append(perLine, l...)
-			nBad += len(b)
-		}
-		if len(list) != len(perLine) || len(bad) != nBad {
-			t.Fatalf("file: %d entries %d bad; line by line: %d entries %d bad", len(list), len(bad), len(perLine), nBad)
-		}
-		for i, e := range list {
-			if (e.JTI == "") == (e.Sub == "") || e.Source != "file" || e.expires != 0 {
-				t.Fatalf("entry %+v", e)
-			}
-			if e.JTI != "" && e.Before != nil {
-				t.Fatalf("jti with a time: %+v", e)
-			}
-			line := formatRevocationLine(e)
-			again, b, err := parseRevocationFile(strings.NewReader(line))
-			if err != nil || len(b) != 0 || len(again) != 1 || !sameRevocationEntry(again[0], e) || !sameRevocationEntry(e, perLine[i]) {
-				t.Fatalf("entry %+v written as %q reads back as %+v %+v %v", e, line, again, b, err)
-			}
-		}
-	})
-}
-
-func sameRevocationEntry(a, b revocationEntry) bool {
-	if a.JTI != b.JTI || a.Sub != b.Sub || a.Exp != b.Exp || a.Source != b.Source || (a.Before == nil) != (b.Before == nil) {
-		return false
-	}
-	return a.Before == nil || *a.Before == *b.Before
 }
 
 // The revocation Redis password comes from a secret, named in the config
@@ -1016,11 +908,11 @@ func TestRevocationRedisPasswordSecret(t *testing.T) {
 		defer h.Cleanup()
 		rv := h.Auth.Revocation
 		now := time.Now()
-		e, err := revocationRequest{JTI: "pw-jti", Exp: now.Add(time.Minute).Unix()}.entry(now, defaultTokenBounds)
+		e, err := revocation.Request{JTI: "pw-jti", Exp: now.Add(time.Minute).Unix()}.Entry(now, defaultTokenBounds)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := addRedisRevocation(ctx, rv.client, e); err != nil {
+		if err := revocation.AddRedis(ctx, rv.client, e); err != nil {
 			t.Fatalf("writing through the secret's password: %v", err)
 		}
 		rv.refreshNow(ctx)

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/sechard/sechard/internal/redisconn"
 )
 
 // gcraScript decides one request against one or two budgets in a single
@@ -69,12 +71,12 @@ type redisStore struct {
 }
 
 // redisConfig is the store's Redis line.
-func (c *RateLimit) redisConfig() redisConfig {
-	return redisConfig{Topology: c.RedisTopology, URL: c.RedisURL, PasswordSecret: c.RedisPasswordSecret,
+func (c *RateLimit) redisConfig() redisconn.Config {
+	return redisconn.Config{Topology: c.RedisTopology, URL: c.RedisURL, PasswordSecret: c.RedisPasswordSecret,
 		Username: c.RedisUsername, TLSCA: c.RedisTLSCA}
 }
 
-func (c *RateLimit) setRedisConfig(rc redisConfig) {
+func (c *RateLimit) setRedisConfig(rc redisconn.Config) {
 	c.RedisTopology, c.RedisURL, c.RedisPasswordSecret = rc.Topology, rc.URL, rc.PasswordSecret
 	c.RedisUsername, c.RedisTLSCA = rc.Username, rc.TLSCA
 }
@@ -84,7 +86,7 @@ func (c *RateLimit) requiredSecrets() []string {
 	if c == nil || c.Store != storeRedis {
 		return nil
 	}
-	return c.redisConfig().requiredSecrets()
+	return c.redisConfig().RequiredSecrets()
 }
 
 func (c *RateLimit) provisionRedis(env *provisionEnv) error {
@@ -92,15 +94,14 @@ func (c *RateLimit) provisionRedis(env *provisionEnv) error {
 		return errors.New("store redis needs a URL")
 	}
 	timeout := time.Duration(c.StoreTimeout)
-	rc := c.redisConfig()
-	client, key, err := rc.client(env.Context, redisParams{timeout: timeout, poolSize: 64, minIdle: 2}, env.secrets)
+	client, key, err := openRedis(env.Context, c.redisConfig(), redisconn.Params{Timeout: timeout, PoolSize: 64, MinIdle: 2}, env.secrets)
 	if err != nil {
 		return fmt.Errorf("store %w", err)
 	}
 	c.redisKey = key
 	c.redis = &redisStore{
 		client:    client,
-		redacted:  redactURL(c.RedisURL),
+		redacted:  redisconn.RedactURL(c.RedisURL),
 		topology:  c.RedisTopology,
 		timeout:   timeout,
 		prefix:    "sechard:rl:" + c.cfgDigest + ":",
@@ -136,11 +137,11 @@ func (s *redisStore) take(c *RateLimit, requestID string, now time.Time, client 
 			}
 			return ok, nil
 		}
-		redisFailed(s.client)
+		redisconn.Failed(s.client)
 		if s.breaker.failure(nowNs, redisBackoff) {
 			fields := []zap.Field{zap.String("store", s.redacted), zap.String("topology", s.topologyName()),
 				zap.String("on_store_error", s.onErr), zap.Error(err), zap.String("request_id", requestID)}
-			if h := redisErrorHint(err); h != "" {
+			if h := redisconn.ErrorHint(err); h != "" {
 				fields = append(fields, zap.String("hint", h))
 			}
 			s.logger.Error("rate-limit store unavailable; deciding without it until it answers again", fields...)

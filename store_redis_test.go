@@ -19,18 +19,20 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // newRedisRateLimit provisions a rate_limit block on the real clock (Redis
 // uses its own) and returns it with its observed logs.
-func newRedisRateLimit(t testing.TB, body string, secrets secretValues) (*RateLimit, *observer.ObservedLogs) {
+func newRedisRateLimit(t testing.TB, body string, values secrets.Values) (*RateLimit, *observer.ObservedLogs) {
 	t.Helper()
 	c, err := parseRateLimit(body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
-	provisionTestRateLimit(t, c, time.Now, zap.New(core), secrets)
+	provisionTestRateLimit(t, c, time.Now, zap.New(core), values)
 	return c, logs
 }
 
@@ -257,7 +259,7 @@ func TestRateLimitRedisPassword(t *testing.T) {
 	addr := startRedisWithPassword(t, pw)
 
 	c, logs := newRedisRateLimit(t, "rate 1/1m\nstore redis redis://"+addr+"/0 password_secret REDIS_PW",
-		secretValues{"REDIS_PW": newSecret(pw)})
+		secrets.Values{"REDIS_PW": secrets.New(pw)})
 	if got := c.requiredSecrets(); len(got) != 1 || got[0] != "REDIS_PW" {
 		t.Fatalf("requiredSecrets %v", got)
 	}

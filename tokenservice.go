@@ -17,6 +17,8 @@ import (
 
 	"github.com/sechard/sechard/internal/jwtverify"
 	"github.com/sechard/sechard/internal/oauthreq"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // TokenService is an OAuth 2.0 token endpoint for the client-credentials
@@ -130,8 +132,8 @@ func (t *TokenService) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			for _, name := range args {
-				if !validSecretName(name) {
-					return d.Errf("token_service signing_key: invalid secret name %q: %s", name, secretNameRule)
+				if err := secrets.CheckName(name); err != nil {
+					return d.Errf("token_service signing_key: %v", err)
 				}
 			}
 			t.SigningKeys = append(t.SigningKeys, args...)

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package sechard
+package secrets
 
 import "errors"
 
