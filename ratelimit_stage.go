@@ -371,6 +371,10 @@ func (c *RateLimit) decideIdentity(ex *exchange) decision {
 // budgets (identity budgets are kept apart). d, when not nil, is the
 // decision to return as is: Redis could not decide, and on_store_error is
 // allow or deny; with local, local decides instead.
+//
+// The stores are called by their concrete types rather than through
+// ratelimit.Store: through an interface, sp's budgets would escape to the
+// heap on every request.
 func (c *RateLimit) spend(ex *exchange, local *ratelimit.MemoryStore, client string, sp *spending) (ok bool, d *decision) {
 	now := c.now()
 	if c.redis == nil {

@@ -53,7 +53,8 @@ type shard struct {
 }
 
 // NewMemoryStore makes a store holding at most max(maxKeys, 256) keys. With
-// sweep > 0, a goroutine removes idle keys every sweep until Destruct.
+// sweep > 0, a goroutine removes the keys idle at now() every sweep, until
+// Destruct.
 func NewMemoryStore(maxKeys int, now func() time.Time, sweep time.Duration) *MemoryStore {
 	s := &MemoryStore{seed: maphash.MakeSeed(), now: now}
 	for i := range s.shards {
@@ -73,8 +74,9 @@ func NewMemoryStore(maxKeys int, now func() time.Time, sweep time.Duration) *Mem
 	return s
 }
 
-// Destruct stops the sweeper. It implements caddy.Destructor, so the store
-// lives in a caddy.UsagePool for as long as any config uses it.
+// Destruct stops the sweeper, and returns once it has stopped. Its
+// signature is caddy.Destructor's, so that a caddy.UsagePool can hold the
+// store for as long as any config uses it.
 func (s *MemoryStore) Destruct() error {
 	if s.stop != nil {
 		close(s.stop)

@@ -155,6 +155,9 @@ func (s *RedisStore) eval(client string, budgets []Budget) (bool, error) {
 	}
 	ok, _ := evaluate(budgets, vals[2:2+len(budgets)], vals[1], true)
 	if ok != (vals[0] == 1) {
+		for i := range budgets {
+			budgets[i].Result = Result{}
+		}
 		return false, fmt.Errorf("script and evaluation disagree (%v)", vals)
 	}
 	return ok, nil

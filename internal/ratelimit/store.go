@@ -67,8 +67,8 @@ type Result struct {
 // TATs are tats, in nanoseconds, or in microseconds (Redis) when micro: it is
 // admitted only if every budget admits it, and a budget that would have
 // admitted a request refused by another reports itself unspent. It fills
-// in the Results (durations converted from unit) and returns the TATs to
-// store if the request is committed.
+// in the Results and returns the TATs to store if the request is
+// committed.
 func evaluate(budgets []Budget, tats []int64, now int64, micro bool) (ok bool, next [2]int64) {
 	unit := time.Nanosecond
 	if micro {
