@@ -115,12 +115,13 @@ func (s *MemoryStore) take(now int64, client string, bs []Budget) bool {
 		sh := &s.shards[k%shardCount]
 		sh.mu.Lock()
 		tat, exists := sh.m[k]
-		ok, next := evaluate(bs, []int64{tat}, now, false)
-		if ok {
-			sh.store(k, next[0], exists, now)
+		o := bs[0].Rate.memory.check(tat, now)
+		if o.allowed {
+			sh.store(k, o.tat, exists, now)
 		}
 		sh.mu.Unlock()
-		return ok
+		bs[0].Result = o.result(time.Nanosecond)
+		return o.allowed
 	case 2:
 		k0, k1 := s.digest(client, &bs[0]), s.digest(client, &bs[1])
 		a, b := &s.shards[k0%shardCount], &s.shards[k1%shardCount]

@@ -86,14 +86,19 @@ func evaluate(budgets []Budget, tats []int64, now int64, micro bool) (ok bool, n
 			o = budgets[i].Rate.limit(micro).unspent(tats[i], now)
 		}
 		next[i] = o.tat
-		budgets[i].Result = Result{
-			Allowed:    o.allowed,
-			Remaining:  o.remaining,
-			ResetAfter: time.Duration(o.resetAfter) * unit,
-			RetryAfter: time.Duration(o.retryAfter) * unit,
-		}
+		budgets[i].Result = o.result(unit)
 	}
 	return ok, next
+}
+
+// result is o for the caller, its instants in unit.
+func (o outcome) result(unit time.Duration) Result {
+	return Result{
+		Allowed:    o.allowed,
+		Remaining:  o.remaining,
+		ResetAfter: time.Duration(o.resetAfter) * unit,
+		RetryAfter: time.Duration(o.retryAfter) * unit,
+	}
 }
 
 // limit is r in microseconds when micro, else in nanoseconds.
