@@ -420,17 +420,20 @@ func checkIPv6Prefix(n int) error {
 	return nil
 }
 
+// checkStore checks store as written in a Caddyfile, or with its default.
 func checkStore(s string) error {
 	switch s {
-	case "", storeMemory, storeRedis:
+	case storeMemory, storeRedis:
 		return nil
 	}
 	return fmt.Errorf("unknown store %q (want memory or redis)", s)
 }
 
+// checkOnStoreError checks on_store_error as written in a Caddyfile, or
+// with its default.
 func checkOnStoreError(v string) error {
 	switch v {
-	case "", storeErrorLocal, storeErrorAllow, storeErrorDeny:
+	case storeErrorLocal, storeErrorAllow, storeErrorDeny:
 		return nil
 	}
 	return fmt.Errorf("on_store_error must be local, allow or deny, got %q", v)

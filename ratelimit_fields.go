@@ -24,13 +24,13 @@ import (
 func policyFields(name string, spec *RateSpec) (quotedName, policy string, err error) {
 	quotedName, err = httpsfv.Marshal(httpsfv.NewItem(name))
 	if err != nil {
-		return "", "", fmt.Errorf("%q cannot name a RateLimit policy (printable ASCII only): %w", name, err)
+		return "", "", fmt.Errorf("a RateLimit policy name must be printable ASCII: %w", err)
 	}
 	item := httpsfv.NewItem(name)
 	item.Params.Add("q", int64(spec.Events))
 	item.Params.Add("w", ceilSeconds(int64(spec.Window)))
 	if policy, err = httpsfv.Marshal(item); err != nil {
-		return "", "", fmt.Errorf("RateLimit-Policy of %q: %w", name, err)
+		return "", "", fmt.Errorf("RateLimit-Policy: %w", err)
 	}
 	return quotedName, policy, nil
 }

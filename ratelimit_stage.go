@@ -19,8 +19,8 @@ import (
 	"github.com/sechard/sechard/internal/ratelimit"
 )
 
-// rateLimitPool holds memory stores and Redis clients across config
-// reloads, keyed by their configuration.
+// rateLimitPool holds memory stores across config reloads, keyed by what
+// their budgets mean.
 var rateLimitPool = caddy.NewUsagePool()
 
 // The pool destructs a memory store (stopping its sweeper) when the last
@@ -144,12 +144,16 @@ func (c *RateLimit) compile(ctx caddy.Context) error {
 	if c.onStoreError == "" {
 		c.onStoreError = storeErrorLocal
 	}
+	store := c.Store
+	if store == "" {
+		store = storeMemory
+	}
 	errs := []error{
 		checkStoreTimeout(c.StoreTimeout),
 		checkMaxKeys(c.MaxKeys),
 		checkIPv6Prefix(c.IPv6Prefix),
-		checkOnStoreError(c.OnStoreError),
-		checkStore(c.Store),
+		checkOnStoreError(c.onStoreError),
+		checkStore(store),
 	}
 	if c.Rate == nil && c.Total == nil && len(c.Routes) == 0 && len(c.Identities) == 0 {
 		errs = append(errs, errors.New("rate_limit needs at least one of rate, route, total or identity"))

@@ -500,6 +500,31 @@ func TestRateLimitProvisionErrors(t *testing.T) {
 	}
 }
 
+// TestRateLimitProvisionReportsEveryProblem: one load names every mistake
+// of the block, not only the first.
+func TestRateLimitProvisionReportsEveryProblem(t *testing.T) {
+	ctx, cancel := newTestContext()
+	defer cancel()
+	c := &RateLimit{
+		StoreTimeout: -1, MaxKeys: -1, IPv6Prefix: 129, OnStoreError: "panic", Store: "disk",
+		Rate:   &RateSpec{Events: 0, Window: caddy.Duration(time.Second)},
+		Routes: []RouteLimit{{Path: "/caf\u00e9", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}},
+		Identities: []IdentityLimit{{Identity: "a", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}},
+			{Identity: "a", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}},
+	}
+	err := c.provision(&provisionEnv{Context: ctx, logger: zap.NewNop(), now: time.Now})
+	if err == nil {
+		c.cleanup()
+		t.Fatal("provisioned")
+	}
+	for _, want := range []string{"store_timeout", "max_keys", "ipv6_prefix", "on_store_error", `unknown store "disk"`,
+		"rate: events must be a positive integer", "route /caf\u00e9: ", `identity "a" has two lines`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
 func TestRateLimitNilIsOff(t *testing.T) {
 	var c *RateLimit
 	if d := c.decide(&exchange{}); d.Status != 0 {
