@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sechard/sechard/internal/ratelimit"
 )
 
 // Prometheus collectors, created once per process. Caddy gives every config
@@ -247,7 +249,7 @@ func (m *handlerMetrics) storeErrors(store string) prometheus.Counter {
 
 // trackMemoryStore counts s's keys in this server's
 // sechard_ratelimit_memory_keys until the returned func is called.
-func (m *handlerMetrics) trackMemoryStore(s *memoryStore) (untrack func()) {
+func (m *handlerMetrics) trackMemoryStore(s *ratelimit.MemoryStore) (untrack func()) {
 	if m == nil || s == nil {
 		return func() {}
 	}
@@ -311,10 +313,10 @@ type memKeysCollector struct {
 
 type memStoreUse struct {
 	server string
-	store  *memoryStore
+	store  *ratelimit.MemoryStore
 }
 
-func (c *memKeysCollector) track(server string, s *memoryStore) func() {
+func (c *memKeysCollector) track(server string, s *ratelimit.MemoryStore) func() {
 	u := memStoreUse{server, s}
 	c.mu.Lock()
 	c.users[u]++
@@ -335,7 +337,7 @@ func (c *memKeysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *memKeysCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	perServer := make(map[string][]*memoryStore)
+	perServer := make(map[string][]*ratelimit.MemoryStore)
 	for u := range c.users {
 		perServer[u.server] = append(perServer[u.server], u.store)
 	}
@@ -343,7 +345,7 @@ func (c *memKeysCollector) Collect(ch chan<- prometheus.Metric) {
 	for server, stores := range perServer {
 		n := 0
 		for _, s := range stores {
-			n += s.len()
+			n += s.Len()
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), server)
 	}

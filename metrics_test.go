@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sechard/sechard/internal/ratelimit"
 )
 
 // recordedEvents collects what eventRecorder sees.
@@ -254,14 +256,14 @@ func TestMetricsRecordingAllocatesNothing(t *testing.T) {
 func TestMetricsMemoryKeysCountsSharedStoresOnce(t *testing.T) {
 	m, reg := testMetrics(t)
 	m.server = "memkeys-test"
-	s1 := newMemoryStore(1000, time.Now, 0)
-	s2 := newMemoryStore(1000, time.Now, 0)
-	now := time.Now().UnixNano()
-	lim := &compiledLimit{mem: mustGCRA(t)}
+	s1 := ratelimit.NewMemoryStore(1000, time.Now, 0)
+	s2 := ratelimit.NewMemoryStore(1000, time.Now, 0)
+	now := time.Now()
+	rate := mustRate(t)
 	for i := range 3 {
-		s1.take(now, fmt.Sprint("c", i), []budget{{kind: 'p', tag: "/", limit: lim}})
+		s1.Take(now, fmt.Sprint("c", i), []ratelimit.Budget{{Kind: ratelimit.KindPath, Tag: "/", Rate: rate}})
 	}
-	s2.take(now, "c", []budget{{kind: 'p', tag: "/", limit: lim}})
+	s2.Take(now, "c", []ratelimit.Budget{{Kind: ratelimit.KindPath, Tag: "/", Rate: rate}})
 
 	gauge := func() (float64, bool) {
 		mfs, err := reg.Gather()
@@ -301,9 +303,9 @@ func TestMetricsMemoryKeysCountsSharedStoresOnce(t *testing.T) {
 	}
 }
 
-func mustGCRA(t testing.TB) gcraLimit {
+func mustRate(t testing.TB) *ratelimit.Rate {
 	t.Helper()
-	l, err := newGCRALimit(10, time.Minute, 10, time.Nanosecond)
+	l, err := ratelimit.NewRate(10, time.Minute, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,8 @@
 package sechard
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
-	"net/http"
-	"net/netip"
-	"path"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,8 +10,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/sechard/sechard/internal/ratelimit"
 )
 
 // RateLimit limits request rates per client and route (SEC-09).
@@ -131,26 +130,29 @@ type RateLimit struct {
 	// (and send no rate-limit headers).
 	Mode string `json:"mode,omitempty"`
 
-	routes    []compiledRoute
-	deflt     *compiledLimit
-	total     *compiledLimit
-	idLimits  map[string]*compiledLimit // by identity; nil without named identity lines
-	idStar    *compiledLimit            // the `*` line; nil without one
-	idMem     *memoryStore              // identity budgets, kept by identity and line
-	idMemKey  string
-	keyPH     string // the key template when it is exactly one placeholder
-	keyIP     bool   // the key template uses the client IP
-	mem       *memoryStore
-	memKey    string
-	redis     *redisStore
-	redisKey  string
-	onErr     string
-	logger    *zap.Logger
-	now       func() time.Time
-	cfgDigest string // identifies the limits in Redis keys
-	metrics   *handlerMetrics
-	untrack   func() // stops counting mem in sechard_ratelimit_memory_keys
-	untrackID func() // likewise for idMem
+	// Compiled at provision; see ratelimit_stage.go.
+	routes            []compiledRoute
+	defaultLimit      *compiledLimit            // Rate; nil without one
+	total             *compiledLimit            // Total; nil without one
+	identityLimits    map[string]*compiledLimit // by identity; nil without named identity lines
+	anyIdentity       *compiledLimit            // the `*` line; nil without one
+	keyPlaceholder    string                    // the key template when it is exactly one placeholder
+	keyHasClientIP    bool                      // the key template uses the client IP
+	configDigest      string                    // names the per-address limits in Redis keys
+	onStoreError      string                    // OnStoreError with its default
+	memory            *ratelimit.MemoryStore    // per-address budgets; on_store_error local decides here too
+	memoryPoolKey     string
+	identityMemory    *ratelimit.MemoryStore // identity budgets, kept by identity and line
+	identityPoolKey   string
+	redis             *ratelimit.RedisStore // nil unless Store is redis
+	redisClient       redis.UniversalClient
+	redisPoolKey      string
+	storeErrors       prometheus.Counter // nil without metrics
+	logger            *zap.Logger
+	now               func() time.Time
+	metrics           *handlerMetrics
+	untrackMemory     func() // stops counting memory in sechard_ratelimit_memory_keys
+	untrackIdentities func() // likewise for identityMemory
 
 	// proxyCheck, when provisioning could not see the server, is true until
 	// the first request has checked its proxy settings.
@@ -185,34 +187,7 @@ type RouteLimit struct {
 	RateSpec
 }
 
-type compiledRoute struct {
-	match caddyhttp.MatchPath
-	tag   string // the route's budget id: its index
-	limit *compiledLimit
-}
-
-// compiledLimit is one RateSpec ready for the request path.
-type compiledLimit struct {
-	name   string    // the policy's name in headers, an sf-string body
-	mem    gcraLimit // in nanoseconds
-	red    gcraLimit // in microseconds
-	policy string    // `"name";q=N;w=W`
-	idTag  string    // identity lines: the line's budget id, a digest of its limit
-}
-
-// budget is one limit a request spends, identified by kind and tag within
-// the client: 'r' + route index, 'p' + cleaned path, 't' for total; or,
-// with the identity as the client, 'i' + a digest of the identity line's
-// limit (so a line that is unchanged keeps its budgets whatever else
-// changes, and a changed one starts afresh).
-type budget struct {
-	kind  byte
-	tag   string
-	limit *compiledLimit
-	res   gcraResult // in nanoseconds
-}
-
-// Defaults.
+// Defaults and names.
 const (
 	clientIPPlaceholder     = "http.vars.client_ip"
 	defaultRateLimitKey     = "{" + clientIPPlaceholder + "}"
@@ -233,37 +208,28 @@ const (
 	rateLimitRetryAfterHead = "Retry-After"
 	identityPolicy          = "identity" // the identity budgets' policy name
 	identityAny             = "*"
-	kindIdentity            = 'i'
-	redisIdentityPrefix     = "sechard:rl:id:" // identity budgets: independent of the per-address config
 )
-
-// rateLimitPool holds memory stores and Redis clients across config
-// reloads, keyed by their configuration.
-var rateLimitPool = caddy.NewUsagePool()
 
 func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "key":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			c.Key = d.Val()
-			if d.NextArg() {
+			if !d.AllArgs(&c.Key) {
 				return d.ArgErr()
 			}
 		case "ipv6_prefix":
-			if !d.NextArg() {
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 || n > 128 {
-				return d.Errf("ipv6_prefix must be an integer from 1 to 128, got %q", d.Val())
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return d.Errf("ipv6_prefix must be an integer from 1 to 128, got %q", v)
+			}
+			if err := checkIPv6Prefix(n); err != nil {
+				return d.WrapErr(err)
 			}
 			c.IPv6Prefix = n
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "rate", "total":
 			which := d.Val()
 			spec, err := parseRateSpec(d, d.RemainingArgs())
@@ -297,16 +263,17 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			for _, il := range c.Identities {
-				if il.Identity == args[0] {
-					return d.Errf("identity %q has two lines", args[0])
-				}
-			}
 			c.Identities = append(c.Identities, IdentityLimit{Identity: args[0], RateSpec: *spec})
+			if err := checkIdentities(c.Identities); err != nil {
+				return d.WrapErr(err)
+			}
 		case "store":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.ArgErr()
+			}
+			if err := checkStore(args[0]); err != nil {
+				return d.WrapErr(err)
 			}
 			switch args[0] {
 			case storeMemory:
@@ -319,47 +286,41 @@ func (c *RateLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return err
 				}
 				c.setRedisConfig(rc)
-			default:
-				return d.Errf("unknown rate_limit store %q (want memory or redis)", args[0])
 			}
 			c.Store = args[0]
 		case "on_store_error":
-			if !d.NextArg() {
+			if !d.AllArgs(&c.OnStoreError) {
 				return d.ArgErr()
 			}
-			switch v := d.Val(); v {
-			case storeErrorLocal, storeErrorAllow, storeErrorDeny:
-				c.OnStoreError = v
-			default:
-				return d.Errf("on_store_error must be local, allow or deny, got %q", v)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := checkOnStoreError(c.OnStoreError); err != nil {
+				return d.WrapErr(err)
 			}
 		case "store_timeout":
-			if !d.NextArg() {
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("store_timeout must be a positive duration, got %q", d.Val())
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("store_timeout must be a positive duration, got %q", v)
 			}
 			c.StoreTimeout = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := checkStoreTimeout(c.StoreTimeout); err != nil {
+				return d.WrapErr(err)
 			}
 		case "max_keys":
-			if !d.NextArg() {
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n <= 0 {
-				return d.Errf("max_keys must be a positive integer, got %q", d.Val())
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return d.Errf("max_keys must be a positive integer, got %q", v)
+			}
+			if err := checkMaxKeys(n); err != nil {
+				return d.WrapErr(err)
 			}
 			c.MaxKeys = n
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "mode":
 			var err error
 			if c.Mode, err = parseMode(d, "rate_limit"); err != nil {
@@ -382,11 +343,11 @@ func parseRateSpec(d *caddyfile.Dispenser, args []string) (*RateSpec, error) {
 		return nil, d.Errf("rate must be <N>/<duration>, got %q", args[0])
 	}
 	events, err := strconv.Atoi(n)
-	if err != nil || events <= 0 {
+	if err != nil {
 		return nil, d.Errf("rate count must be a positive integer, got %q", n)
 	}
 	window, err := caddy.ParseDuration(per)
-	if err != nil || window <= 0 {
+	if err != nil {
 		return nil, d.Errf("rate window must be a positive duration, got %q", per)
 	}
 	spec := &RateSpec{Events: events, Window: caddy.Duration(window)}
@@ -394,583 +355,116 @@ func parseRateSpec(d *caddyfile.Dispenser, args []string) (*RateSpec, error) {
 		if args[1] != "burst" {
 			return nil, d.Errf("expected burst, got %q", args[1])
 		}
+		// An explicit burst is at least 1 (0 would read as the default).
 		b, err := strconv.Atoi(args[2])
 		if err != nil || b < 1 {
 			return nil, d.Errf("burst must be an integer ≥ 1, got %q", args[2])
 		}
 		spec.Burst = b
 	}
+	if err := spec.check(); err != nil {
+		return nil, d.WrapErr(err)
+	}
 	return spec, nil
 }
 
-func (c *RateLimit) provision(env *provisionEnv) error {
-	if c == nil {
-		return nil
-	}
-	c.logger = env.logger.Named("rate_limit")
-	c.now = env.now
-	c.metrics = env.metrics
-	if c.Key == "" {
-		c.Key = defaultRateLimitKey
-	}
-	if c.StoreTimeout == 0 {
-		c.StoreTimeout = caddy.Duration(defaultStoreTimeout)
-	}
-	if c.StoreTimeout < 0 {
-		return fmt.Errorf("store_timeout must be positive")
-	}
-	if c.MaxKeys == 0 {
-		c.MaxKeys = defaultMaxKeys
-	}
-	if c.IPv6Prefix == 0 {
-		c.IPv6Prefix = defaultIPv6Prefix
-	}
-	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
-		return fmt.Errorf("ipv6_prefix must be from 1 to 128, got %d", c.IPv6Prefix)
-	}
-	if c.MaxKeys < 0 {
-		return fmt.Errorf("max_keys must be positive")
-	}
-	if c.Rate == nil && c.Total == nil && len(c.Routes) == 0 && len(c.Identities) == 0 {
-		return fmt.Errorf("rate_limit needs at least one of rate, route, total or identity")
-	}
-	c.onErr = c.OnStoreError
-	switch c.onErr {
-	case "":
-		c.onErr = storeErrorLocal
-	case storeErrorLocal, storeErrorAllow, storeErrorDeny:
-	default:
-		return fmt.Errorf("on_store_error must be local, allow or deny, got %q", c.OnStoreError)
-	}
-	if ph, ok := singlePlaceholder(c.Key); ok {
-		c.keyPH = ph
-	}
-	addressed := c.Rate != nil || c.Total != nil || len(c.Routes) > 0
-	if c.keyIP = keyUsesClientIP(c.Key); c.keyIP && addressed {
-		if srv, ok := env.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-			c.warnIfSpoofable(srv)
-		} else {
-			c.proxyCheck = new(atomic.Bool)
-			c.proxyCheck.Store(true)
-		}
-	}
+// The checks below are each rule of the config in one place: the Caddyfile
+// parser calls them to report the line, and provision calls them for every
+// config (JSON included).
 
-	var err error
-	if c.deflt, err = compileLimit("default", c.Rate); err != nil {
-		return fmt.Errorf("rate: %w", err)
+// check reports what is wrong with a limit.
+func (s *RateSpec) check() error {
+	var errs []error
+	if s.Events <= 0 {
+		errs = append(errs, fmt.Errorf("events must be a positive integer, got %d", s.Events))
 	}
-	if c.total, err = compileLimit("total", c.Total); err != nil {
-		return fmt.Errorf("total: %w", err)
+	if s.Window <= 0 {
+		errs = append(errs, fmt.Errorf("window must be a positive duration, got %v", time.Duration(s.Window)))
 	}
-	c.routes = make([]compiledRoute, len(c.Routes))
-	for i, rl := range c.Routes {
-		if rl.Path == "" {
-			return fmt.Errorf("route %d: empty path pattern", i)
-		}
-		spec := rl.RateSpec
-		lim, err := compileLimit(rl.Path, &spec)
-		if err != nil {
-			return fmt.Errorf("route %s: %w", rl.Path, err)
-		}
-		m := caddyhttp.MatchPath{rl.Path}
-		if err := m.Provision(env.Context); err != nil {
-			return fmt.Errorf("route %s: %w", rl.Path, err)
-		}
-		c.routes[i] = compiledRoute{match: m, tag: strconv.Itoa(i), limit: lim}
-	}
-	if err := c.compileIdentities(); err != nil {
-		return err
-	}
-
-	// State is shared across reloads by everything that determines what a
-	// budget means: the key template and the limits. Changing any of them
-	// starts every budget afresh.
-	ident, _ := json.Marshal(struct {
-		Key        string
-		IPv6Prefix int `json:",omitempty"` // omitted at the default: budgets survive the upgrade
-		Rate       *RateSpec
-		Routes     []RouteLimit
-		Total      *RateSpec
-		MaxKeys    int
-	}{c.Key, c.ipv6Ident(), c.Rate, c.Routes, c.Total, c.MaxKeys})
-	c.cfgDigest = shortDigest(string(ident))
-	c.memKey = "memory:" + string(ident)
-	now := env.now
-	v, _, err := rateLimitPool.LoadOrNew(c.memKey, func() (caddy.Destructor, error) {
-		return newMemoryStore(c.MaxKeys, now, memorySweepInterval), nil
-	})
-	if err != nil {
-		return err
-	}
-	c.mem = v.(*memoryStore)
-	c.untrack = env.metrics.trackMemoryStore(c.mem)
-	if len(c.Identities) > 0 {
-		// Identity budgets live apart from the per-address ones, keyed by
-		// identity and line, so that they outlive reloads changing other
-		// lines.
-		c.idMemKey = "memory:identities:" + strconv.Itoa(c.MaxKeys)
-		v, _, err := rateLimitPool.LoadOrNew(c.idMemKey, func() (caddy.Destructor, error) {
-			return newMemoryStore(c.MaxKeys, now, memorySweepInterval), nil
-		})
-		if err != nil {
-			c.cleanup()
-			return err
-		}
-		c.idMem = v.(*memoryStore)
-		c.untrackID = env.metrics.trackMemoryStore(c.idMem)
-	}
-
-	switch c.Store {
-	case "", storeMemory:
-	case storeRedis:
-		if err := c.provisionRedis(env); err != nil {
-			c.cleanup()
-			return err
-		}
-	default:
-		c.cleanup()
-		return fmt.Errorf("unknown store %q (want memory or redis)", c.Store)
-	}
-	return nil
-}
-
-// compileIdentities prepares the identity lines.
-func (c *RateLimit) compileIdentities() error {
-	c.idLimits, c.idStar = nil, nil
-	for _, il := range c.Identities {
-		if il.Identity == "" {
-			return fmt.Errorf("identity: empty name (use * for every identity)")
-		}
-		spec := il.RateSpec
-		lim, err := compileLimit(identityPolicy, &spec)
-		if err != nil {
-			return fmt.Errorf("identity %s: %w", il.Identity, err)
-		}
-		burst := spec.Burst
-		if burst == 0 {
-			burst = spec.Events
-		}
-		lim.idTag = shortDigest(fmt.Sprintf("%d/%d/%d", spec.Events, int64(spec.Window), burst))
-		if il.Identity == identityAny {
-			if c.idStar != nil {
-				return fmt.Errorf("identity *: two lines")
-			}
-			c.idStar = lim
-			continue
-		}
-		if c.idLimits == nil {
-			c.idLimits = make(map[string]*compiledLimit)
-		}
-		if c.idLimits[il.Identity] != nil {
-			return fmt.Errorf("identity %s: two lines", il.Identity)
-		}
-		c.idLimits[il.Identity] = lim
-	}
-	return nil
-}
-
-// hasIdentities reports whether c has identity lines.
-func (c *RateLimit) hasIdentities() bool { return c != nil && len(c.Identities) > 0 }
-
-// compileLimit checks spec and prepares it; a nil spec is no limit.
-func compileLimit(name string, spec *RateSpec) (*compiledLimit, error) {
-	if spec == nil {
-		return nil, nil
-	}
-	burst := spec.Burst
-	if burst == 0 {
-		burst = spec.Events
-	}
-	if spec.Events <= 0 {
-		return nil, fmt.Errorf("events must be positive, got %d", spec.Events)
+	if s.Burst < 0 {
+		errs = append(errs, fmt.Errorf("burst must be at least 1, got %d", s.Burst))
 	}
 	// q and r go out as structured-field integers, at most 15 digits.
-	if spec.Events > maxSFInteger || burst > maxSFInteger {
-		return nil, fmt.Errorf("events and burst must be at most %d", maxSFInteger)
+	if s.Events > maxSFInteger || s.Burst > maxSFInteger {
+		errs = append(errs, fmt.Errorf("events and burst must be at most %d", maxSFInteger))
 	}
-	if spec.Window <= 0 {
-		return nil, fmt.Errorf("window must be positive, got %v", time.Duration(spec.Window))
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
-	if burst < 1 {
-		return nil, fmt.Errorf("burst must be at least 1, got %d", spec.Burst)
+	if _, err := ratelimit.NewRate(s.Events, time.Duration(s.Window), s.burst()); err != nil {
+		return err
 	}
-	mem, err := newGCRALimit(spec.Events, time.Duration(spec.Window), burst, time.Nanosecond)
-	if err != nil {
-		return nil, err
-	}
-	red, err := newGCRALimit(spec.Events, time.Duration(spec.Window), burst, time.Microsecond)
-	if err != nil {
-		return nil, err
-	}
-	l := &compiledLimit{name: sfStringBody(name), mem: mem, red: red}
-	l.policy = `"` + l.name + `";q=` + strconv.Itoa(spec.Events) + ";w=" +
-		strconv.FormatInt(ceilSeconds(int64(spec.Window)), 10)
-	return l, nil
+	return nil
 }
 
-// sfStringBody is the policy name inside a structured-field string (RFC
-// 9651 §3.3.3): policyName, with " and \ escaped.
-func sfStringBody(s string) string {
-	return sfEscaper.Replace(policyName(s))
+// burst is Burst with its default, Events.
+func (s *RateSpec) burst() int {
+	if s.Burst == 0 {
+		return s.Events
+	}
+	return s.Burst
 }
 
-var sfEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-
-// singlePlaceholder reports whether tpl is exactly one placeholder, such as
-// {http.vars.client_ip}, and returns its name.
-func singlePlaceholder(tpl string) (string, bool) {
-	if len(tpl) < 3 || tpl[0] != '{' || tpl[len(tpl)-1] != '}' {
-		return "", false
+// checkIPv6Prefix checks ipv6_prefix as written in a Caddyfile, or with
+// its default.
+func checkIPv6Prefix(n int) error {
+	if n < 1 || n > 128 {
+		return fmt.Errorf("ipv6_prefix must be from 1 to 128, got %d", n)
 	}
-	inner := tpl[1 : len(tpl)-1]
-	if strings.ContainsAny(inner, "{}\\") {
-		return "", false
-	}
-	return inner, true
+	return nil
 }
 
-func (c *RateLimit) cleanup() error {
-	if c == nil {
+// checkStore checks store as written in a Caddyfile, or with its default.
+func checkStore(s string) error {
+	switch s {
+	case storeMemory, storeRedis:
 		return nil
 	}
-	var err error
-	if c.untrack != nil {
-		c.untrack()
-		c.untrack = nil
+	return fmt.Errorf("unknown store %q (want memory or redis)", s)
+}
+
+// checkOnStoreError checks on_store_error as written in a Caddyfile, or
+// with its default.
+func checkOnStoreError(v string) error {
+	switch v {
+	case storeErrorLocal, storeErrorAllow, storeErrorDeny:
+		return nil
 	}
-	if c.untrackID != nil {
-		c.untrackID()
-		c.untrackID = nil
+	return fmt.Errorf("on_store_error must be local, allow or deny, got %q", v)
+}
+
+// checkStoreTimeout checks store_timeout as written in a Caddyfile, or
+// with its default.
+func checkStoreTimeout(d caddy.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("store_timeout must be a positive duration, got %v", time.Duration(d))
 	}
-	if c.mem != nil {
-		_, err = rateLimitPool.Delete(c.memKey)
-		c.mem = nil
+	return nil
+}
+
+// checkMaxKeys checks max_keys as written in a Caddyfile, or with its
+// default.
+func checkMaxKeys(n int) error {
+	if n <= 0 {
+		return fmt.Errorf("max_keys must be a positive integer, got %d", n)
 	}
-	if c.idMem != nil {
-		if _, e := rateLimitPool.Delete(c.idMemKey); e != nil && err == nil {
-			err = e
+	return nil
+}
+
+// checkIdentities reports identity lines without a name, and identities
+// with two lines.
+func checkIdentities(ids []IdentityLimit) error {
+	var errs []error
+	seen := make(map[string]bool, len(ids))
+	for _, il := range ids {
+		if il.Identity == "" {
+			errs = append(errs, errors.New("identity: empty name (use * for every identity)"))
+			continue
 		}
-		c.idMem = nil
-	}
-	if c.redis != nil {
-		if _, e := redisClients.Delete(c.redisKey); e != nil && err == nil {
-			err = e
+		if seen[il.Identity] {
+			errs = append(errs, fmt.Errorf("identity %q has two lines", il.Identity))
 		}
-		c.redis = nil
+		seen[il.Identity] = true
 	}
-	return err
-}
-
-func (c *RateLimit) mode() string {
-	if c == nil {
-		return ""
-	}
-	return c.Mode
-}
-
-// clientKey resolves the key template for this request, with the client
-// IP as its client network (see clientNet).
-func (c *RateLimit) clientKey(ex *exchange) string {
-	if c.keyPH != "" {
-		s, _ := ex.repl.GetString(c.keyPH)
-		if c.keyPH == clientIPPlaceholder {
-			return c.clientNet(s)
-		}
-		return s
-	}
-	if !c.keyIP {
-		return ex.repl.ReplaceAll(c.Key, "")
-	}
-	s, _ := ex.repl.ReplaceFunc(c.Key, func(ph string, v any) (any, error) {
-		if ph == clientIPPlaceholder {
-			if ip, ok := v.(string); ok {
-				return c.clientNet(ip), nil
-			}
-		}
-		return v, nil
-	})
-	return s
-}
-
-// clientNet is the client an address stands for: an IPv6 address's
-// /IPv6Prefix network, an IPv4 address itself. The common IPv4 case is
-// returned as it is, without parsing or allocating.
-func (c *RateLimit) clientNet(ip string) string {
-	if strings.IndexByte(ip, ':') < 0 {
-		return ip
-	}
-	a, err := netip.ParseAddr(ip)
-	switch {
-	case err != nil:
-		return ip
-	case a.Is4In6():
-		return a.Unmap().String()
-	}
-	p, err := a.WithZone("").Prefix(c.IPv6Prefix)
-	if err != nil {
-		return ip
-	}
-	var buf [len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")]byte
-	return string(p.AppendTo(buf[:0])) // one allocation; p.String() makes two
-}
-
-// budgets returns the budgets r spends: its route's (or its path's under
-// the default rate) and total's.
-func (c *RateLimit) budgets(r *http.Request, bs *[2]budget) []budget {
-	n := 0
-	matched := false
-	for i := range c.routes {
-		rt := &c.routes[i]
-		if rt.match.Match(r) {
-			bs[n] = budget{kind: 'r', tag: rt.tag, limit: rt.limit}
-			n++
-			matched = true
-			break
-		}
-	}
-	if !matched && c.deflt != nil {
-		p := r.URL.Path
-		if !strings.HasPrefix(p, "/") {
-			p = "/" + p
-		}
-		bs[n] = budget{kind: 'p', tag: path.Clean(p), limit: c.deflt}
-		n++
-	}
-	if c.total != nil {
-		bs[n] = budget{kind: 't', limit: c.total}
-		n++
-	}
-	return bs[:n]
-}
-
-func (c *RateLimit) decide(ex *exchange) decision {
-	if c == nil {
-		return allow
-	}
-	var arr [2]budget
-	bs := c.budgets(ex.r, &arr)
-	if len(bs) == 0 {
-		return allow
-	}
-	if c.proxyCheck != nil && c.proxyCheck.Load() && c.proxyCheck.CompareAndSwap(true, false) {
-		if srv, ok := ex.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-			c.warnIfSpoofable(srv)
-		}
-	}
-	ok, d := c.spend(ex, c.mem, c.clientKey(ex), bs)
-	if d != nil {
-		return *d
-	}
-	if c.Mode != modeReport {
-		hdr := ex.w.Header()
-		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, true)
-		ex.rl.policy.set(hdr, rateLimitPolicyHeader, appendPolicies(b, bs))
-		b = ex.rl.value.extend(hdr, rateLimitHeader, true)
-		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs))
-	}
-	if ok {
-		return allow
-	}
-	return c.refusal(ex, bs, "over the "+refusedBy(bs)+" limit")
-}
-
-// decideIdentity spends the budget of the identity auth accepted, if an
-// identity line covers it: step 7 of the order of work, after auth. A
-// request auth refused or let through without an identity (a `public`
-// path) has no identity and spends nothing. Its policy joins the route
-// and total policies already in the RateLimit and RateLimit-Policy fields.
-func (c *RateLimit) decideIdentity(ex *exchange) decision {
-	if c == nil || ex.identity == "" {
-		return allow
-	}
-	lim := c.idLimits[ex.identity]
-	if lim == nil {
-		if lim = c.idStar; lim == nil {
-			return allow
-		}
-	}
-	bs := [1]budget{{kind: kindIdentity, tag: lim.idTag, limit: lim}}
-	ok, d := c.spend(ex, c.idMem, ex.identity, bs[:])
-	if d != nil {
-		return *d
-	}
-	if c.Mode != modeReport {
-		// Joins the per-address step's values (RFC 9651 lists).
-		hdr := ex.w.Header()
-		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, false)
-		ex.rl.policy.set(hdr, rateLimitPolicyHeader, append(b, lim.policy...))
-		b = ex.rl.value.extend(hdr, rateLimitHeader, false)
-		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, bs[:]))
-	}
-	if ok {
-		return allow
-	}
-	return c.refusal(ex, bs[:], "over the identity limit of "+strconv.Quote(ex.identity))
-}
-
-// localStore is the memory store that holds bs (identity budgets are kept
-// apart); on_store_error local decides there while Redis is away.
-func (c *RateLimit) localStore(bs []budget) *memoryStore {
-	if len(bs) > 0 && bs[0].kind == kindIdentity {
-		return c.idMem
-	}
-	return c.mem
-}
-
-// spend takes one request from every budget in bs, for client, from Redis
-// or mem. d, when not nil, is the decision to return as is: Redis could not
-// decide, and on_store_error is allow or deny.
-func (c *RateLimit) spend(ex *exchange, mem *memoryStore, client string, bs []budget) (ok bool, d *decision) {
-	now := c.now()
-	if c.redis != nil {
-		if ok, d = c.redis.take(c, ex.requestID, now, client, bs); d != nil && d.Status != 0 {
-			d.Event, d.EventValue = eventRateLimited, refusedBy(bs)
-		}
-		return ok, d
-	}
-	return mem.take(now.UnixNano(), client, bs), nil
-}
-
-// refusal is the 429 for a request some budget of bs refused.
-func (c *RateLimit) refusal(ex *exchange, bs []budget, detail string) decision {
-	var retry int64
-	for i := range bs {
-		if !bs[i].res.allowed && bs[i].res.retryAfter > retry {
-			retry = bs[i].res.retryAfter
-		}
-	}
-	return decision{
-		Status: http.StatusTooManyRequests,
-		Reason: rateLimitedReason,
-		Detail: detail,
-		Header: http.Header{rateLimitRetryAfterHead: []string{strconv.FormatInt(max(ceilSeconds(retry), 1), 10)}},
-		Event:  eventRateLimited, EventValue: refusedBy(bs),
-	}
-}
-
-// refusedBy names the first budget that refused.
-func refusedBy(bs []budget) string {
-	for i := range bs {
-		if !bs[i].res.allowed {
-			return bs[i].limit.name
-		}
-	}
-	return ""
-}
-
-// policyHeader is the RateLimit-Policy field value for bs.
-func policyHeader(bs []budget) string {
-	if len(bs) == 1 {
-		return bs[0].limit.policy
-	}
-	return string(appendPolicies(nil, bs))
-}
-
-// appendPolicies appends the RateLimit-Policy list members of bs to b.
-func appendPolicies(b []byte, bs []budget) []byte {
-	for i := range bs {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, bs[i].limit.policy...)
-	}
-	return b
-}
-
-// rateLimitValue is the RateLimit field value for bs: each policy's
-// remaining requests and the seconds until its budget is full again.
-func rateLimitValue(bs []budget) string {
-	var buf [160]byte
-	return string(appendRateLimitItems(buf[:0], bs))
-}
-
-// appendRateLimitItems appends the RateLimit list members of bs to b.
-func appendRateLimitItems(b []byte, bs []budget) []byte {
-	for i := range bs {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, '"')
-		b = append(b, bs[i].limit.name...)
-		b = append(b, `";r=`...)
-		b = strconv.AppendInt(b, bs[i].res.remaining, 10)
-		b = append(b, ";t="...)
-		b = strconv.AppendInt(b, ceilSeconds(bs[i].res.resetAfter), 10)
-	}
-	return b
-}
-
-// ceilSeconds converts nanoseconds to whole seconds, rounding up.
-func ceilSeconds(ns int64) int64 {
-	if ns <= 0 {
-		return 0
-	}
-	return (ns + int64(time.Second) - 1) / int64(time.Second)
-}
-
-// keyUsesClientIP reports whether a key template contains the client IP,
-// which Caddy may take from X-Forwarded-For.
-func keyUsesClientIP(key string) bool {
-	return strings.Contains(key, "{"+clientIPPlaceholder+"}") || strings.Contains(key, "{client_ip}")
-}
-
-// serverTrustsProxies reports whether srv reads client addresses from
-// trusted proxies' headers. Caddy zeroes TrustedProxiesRaw once it has
-// loaded the source, and keeps the source unexported, hence the reflection.
-func serverTrustsProxies(srv *caddyhttp.Server) bool {
-	if srv.TrustedProxiesRaw != nil || srv.TrustedProxiesUnix {
-		return true
-	}
-	f := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
-	return f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil()
-}
-
-// warnIfSpoofable logs that clients choose their own key when the server
-// trusts proxies without trusted_proxies_strict.
-func (c *RateLimit) warnIfSpoofable(srv *caddyhttp.Server) {
-	if srv == nil || srv.TrustedProxiesStrict > 0 || !serverTrustsProxies(srv) {
-		return
-	}
-	c.logger.Warn("the rate-limit key uses the client IP and the server trusts proxies without trusted_proxies_strict: "+
-		"clients can spoof the left-most X-Forwarded-For value and get a fresh budget per request; "+
-		"set trusted_proxies_strict in the server options",
-		zap.String("key", c.Key), zap.String("server", srv.Name()))
-}
-
-// ipv6Ident is IPv6Prefix where it changes what a budget means: not at the
-// default, so budgets kept across reloads (and in Redis) outlive upgrades.
-func (c *RateLimit) ipv6Ident() int {
-	if c.IPv6Prefix == defaultIPv6Prefix || !keyUsesClientIP(c.Key) {
-		return 0
-	}
-	return c.IPv6Prefix
-}
-
-// policyName is how a policy's name reads in the headers: itself, with
-// bytes a structured-field string cannot hold (outside printable ASCII)
-// shown as '?'.
-func policyName(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] < 0x20 || b[j] > 0x7e {
-					b[j] = '?'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
-// keyPrefix is where bs lives in Redis: under the per-address config's
-// digest, or, for identity budgets, under a prefix of their own (the line's
-// limit is in the key), so an unchanged identity line keeps its budgets
-// across reloads that change other lines.
-func (s *redisStore) keyPrefix(bs []budget) string {
-	if bs[0].kind == kindIdentity {
-		return redisIdentityPrefix
-	}
-	return s.prefix
+	return errors.Join(errs...)
 }

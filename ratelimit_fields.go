@@ -1,9 +1,74 @@
 package sechard
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 	"unsafe"
+
+	"github.com/dunglas/httpsfv"
 )
+
+// The RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-
+// headers-10) are structured-field Lists (RFC 9651) with one Item per
+// budget a request spends: the policy's name, a String, with parameters.
+// What is fixed for a limit (the quoted name and the policy member) is
+// serialised once, by httpsfv, when the config is provisioned; the numbers
+// of each request are appended to those bytes without allocating.
+
+// policyFields serialises a limit's name as a structured-field String
+// (quoted and escaped) and its RateLimit-Policy member, `"name";q=N;w=W`
+// (W in seconds, rounded up). A name a String cannot hold (outside
+// printable ASCII) is an error.
+func policyFields(name string, spec *RateSpec) (quotedName, policy string, err error) {
+	quotedName, err = httpsfv.Marshal(httpsfv.NewItem(name))
+	if err != nil {
+		return "", "", fmt.Errorf("a RateLimit policy name must be printable ASCII: %w", err)
+	}
+	item := httpsfv.NewItem(name)
+	item.Params.Add("q", int64(spec.Events))
+	item.Params.Add("w", ceilSeconds(int64(spec.Window)))
+	if policy, err = httpsfv.Marshal(item); err != nil {
+		return "", "", fmt.Errorf("RateLimit-Policy: %w", err)
+	}
+	return quotedName, policy, nil
+}
+
+// appendPolicies appends the RateLimit-Policy list members of sp to b.
+func appendPolicies(b []byte, sp *spending) []byte {
+	for i := range sp.n {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, sp.limits[i].policy...)
+	}
+	return b
+}
+
+// appendRateLimitItems appends the RateLimit list members of sp to b.
+func appendRateLimitItems(b []byte, sp *spending) []byte {
+	for i := range sp.n {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		res := &sp.budgets[i].Result
+		b = append(b, sp.limits[i].quotedName...)
+		b = append(b, ";r="...)
+		b = strconv.AppendInt(b, res.Remaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, ceilSeconds(int64(res.ResetAfter)), 10)
+	}
+	return b
+}
+
+// ceilSeconds converts nanoseconds to whole seconds, rounding up.
+func ceilSeconds(ns int64) int64 {
+	if ns <= 0 {
+		return 0
+	}
+	return (ns + int64(time.Second) - 1) / int64(time.Second)
+}
 
 // rlFields holds the RateLimit-Policy and RateLimit values of one request,
 // so that the rate-limit steps set them without allocating: the

@@ -6,13 +6,15 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dunglas/httpsfv"
+
+	"github.com/sechard/sechard/internal/ratelimit"
 )
 
 // FuzzRateLimitHeaders: for any policy name (a route pattern), limit,
 // remaining count and reset time a limit accepts, the RateLimit and
 // RateLimit-Policy values parse as structured-field Lists (RFC 9651) and
-// say what was meant: the name (as policyName shows it: itself when it is
-// printable ASCII), q, w, r and t.
+// say what was meant: the name itself, q, w, r and t. A name is accepted
+// exactly when it is printable ASCII.
 func FuzzRateLimitHeaders(f *testing.F) {
 	f.Add("/nl-query/*", 10, int64(time.Second), 5, int64(3), int64(1500*time.Millisecond), true)
 	f.Add(`/a"b\c`, 1, int64(time.Minute), 0, int64(0), int64(0), false)
@@ -22,6 +24,9 @@ func FuzzRateLimitHeaders(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string, events int, windowNs int64, burst int, remaining, resetNs int64, withTotal bool) {
 		spec := &RateSpec{Events: events, Window: caddy.Duration(windowNs), Burst: burst}
 		lim, err := compileLimit(name, spec)
+		if spec.check() == nil && (err == nil) != isPrintableASCII(name) {
+			t.Fatalf("name %q: %v", name, err)
+		}
 		if err != nil {
 			return // the config is refused at load
 		}
@@ -31,17 +36,20 @@ func FuzzRateLimitHeaders(f *testing.F) {
 		}
 		// What GCRA can report: 0 ≤ r ≤ burst, 0 ≤ t ≤ burst·interval.
 		r := uabs(remaining) % (b + 1)
-		reset := uabs(resetNs) % (lim.mem.tolerance + 1)
-		bs := []budget{{limit: lim, res: gcraResult{remaining: r, resetAfter: reset}}}
+		reset := uabs(resetNs) % (int64(lim.rate.FullAfter()) + 1)
+		var sp spending
+		sp.add(ratelimit.KindRoute, "0", lim)
+		sp.budgets[0].Result = ratelimit.Result{Remaining: r, ResetAfter: time.Duration(reset)}
 		if withTotal {
 			total, err := compileLimit("total", &RateSpec{Events: 7, Window: caddy.Duration(time.Minute)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			bs = append(bs, budget{limit: total, res: gcraResult{remaining: 6, resetAfter: int64(time.Second)}})
+			sp.add(ratelimit.KindTotal, "", total)
+			sp.budgets[1].Result = ratelimit.Result{Remaining: 6, ResetAfter: time.Second}
 		}
 
-		policy, state := policyHeader(bs), rateLimitValue(bs)
+		policy, state := policyHeader(&sp), rateLimitValue(&sp)
 		pl, err := httpsfv.UnmarshalList([]string{policy})
 		if err != nil {
 			t.Fatalf("RateLimit-Policy %q does not parse: %v", policy, err)
@@ -50,18 +58,14 @@ func FuzzRateLimitHeaders(f *testing.F) {
 		if err != nil {
 			t.Fatalf("RateLimit %q does not parse: %v", state, err)
 		}
-		if len(pl) != len(bs) || len(sl) != len(bs) {
-			t.Fatalf("%d budgets; RateLimit-Policy %q, RateLimit %q", len(bs), policy, state)
-		}
-		wantName := policyName(name)
-		if isPrintableASCII(name) && wantName != name {
-			t.Fatalf("printable name %q shown as %q", name, wantName)
+		if len(pl) != sp.n || len(sl) != sp.n {
+			t.Fatalf("%d budgets; RateLimit-Policy %q, RateLimit %q", sp.n, policy, state)
 		}
 		want := []struct {
 			name       string
 			q, w, r, t int64
-		}{{wantName, int64(events), ceilSeconds(windowNs), r, ceilSeconds(reset)}, {"total", 7, 60, 6, 1}}
-		for i := range bs {
+		}{{name, int64(events), ceilSeconds(windowNs), r, ceilSeconds(reset)}, {"total", 7, 60, 6, 1}}
+		for i := range sp.n {
 			pi, ok := pl[i].(httpsfv.Item)
 			si, ok2 := sl[i].(httpsfv.Item)
 			if !ok || !ok2 {
@@ -104,4 +108,19 @@ func isPrintableASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// policyHeader is the RateLimit-Policy field value for sp.
+func policyHeader(sp *spending) string {
+	if sp.n == 1 {
+		return sp.limits[0].policy
+	}
+	return string(appendPolicies(nil, sp))
+}
+
+// rateLimitValue is the RateLimit field value for sp: each policy's
+// remaining requests and the seconds until its budget is full again.
+func rateLimitValue(sp *spending) string {
+	var buf [160]byte
+	return string(appendRateLimitItems(buf[:0], sp))
 }

@@ -242,7 +242,7 @@ func TestIdentityProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{&RateLimit{Identities: []IdentityLimit{{Identity: "", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}}}, "empty name"},
-		{&RateLimit{Identities: []IdentityLimit{{Identity: "a", RateSpec: RateSpec{Events: 0, Window: caddy.Duration(time.Second)}}}}, "events must be positive"},
+		{&RateLimit{Identities: []IdentityLimit{{Identity: "a", RateSpec: RateSpec{Events: 0, Window: caddy.Duration(time.Second)}}}}, "events must be a positive integer"},
 		{&RateLimit{Identities: []IdentityLimit{
 			{Identity: "a", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}},
 			{Identity: "a", RateSpec: RateSpec{Events: 2, Window: caddy.Duration(time.Second)}}}}, "two lines"},
@@ -274,7 +274,7 @@ func TestIdentityRedisOnStoreError(t *testing.T) {
 	if got, want := statusesAs(c, "10.0.0.1", "svc", "/x", 3), []int{200, 200, 429}; !equalInts(got, want) {
 		t.Fatalf("through redis: %v, want %v", got, want)
 	}
-	keys, err := inspect(t, r.Addr).Keys(context.Background(), redisIdentityPrefix+"*").Result()
+	keys, err := inspect(t, r.Addr).Keys(context.Background(), "sechard:rl:id:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("redis keys %v (%v), want one identity key", keys, err)
 	}

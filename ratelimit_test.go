@@ -366,7 +366,7 @@ func TestRateLimitHugeKeyIsBounded(t *testing.T) {
 	if st := hit(c, "10.0.0.1", "/x", "X-Client", big+"0").status; st != 429 {
 		t.Fatalf("third request with the big key: %d", st)
 	}
-	if n := c.mem.len(); n != 3 {
+	if n := c.memory.Len(); n != 3 {
 		t.Fatalf("store holds %d keys, want 3 (one 64-bit digest per client)", n)
 	}
 }
@@ -381,39 +381,16 @@ func TestRateLimitMaxKeysBound(t *testing.T) {
 	for i := 0; i < 50_000; i++ {
 		hit(c, "10.1."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256), "/x")
 		if i%5000 == 0 {
-			if n := c.mem.len(); n > 1000 {
+			if n := c.memory.Len(); n > 1000 {
 				t.Fatalf("after %d clients the store holds %d keys, max 1000", i, n)
 			}
 		}
 	}
-	if n := c.mem.len(); n > 1000 || n < 900 {
+	if n := c.memory.Len(); n > 1000 || n < 900 {
 		t.Fatalf("store holds %d keys, want ≤ 1000 and close to it", n)
 	}
 	if st := hit(c, "10.9.9.9", "/x").status; st != 429 {
 		t.Fatalf("the limited client was forgotten under the flood: got %d, want 429", st)
-	}
-}
-
-func TestRateLimitSweeperForgetsIdleKeys(t *testing.T) {
-	clock := newFakeClock()
-	c := newTestRateLimit(t, "rate 10/1s", clock)
-	for i := 0; i < 100; i++ {
-		hit(c, "10.0.0."+strconv.Itoa(i), "/x")
-	}
-	hit(c, "10.0.0.0", "/x")
-	c.mem.sweep(clock.now().UnixNano())
-	if n := c.mem.len(); n != 100 {
-		t.Fatalf("sweep before anything is idle: %d keys, want 100", n)
-	}
-	clock.advance(100 * time.Millisecond) // all but 10.0.0.0 (2 requests) are full again
-	c.mem.sweep(clock.now().UnixNano())
-	if n := c.mem.len(); n != 1 {
-		t.Fatalf("after 100ms: %d keys, want 1", n)
-	}
-	clock.advance(100 * time.Millisecond)
-	c.mem.sweep(clock.now().UnixNano())
-	if n := c.mem.len(); n != 0 {
-		t.Fatalf("after 200ms: %d keys, want 0", n)
 	}
 }
 
@@ -486,7 +463,9 @@ func TestRateLimitCaddyfileErrors(t *testing.T) {
 		{"route /a", "wrong argument count"},
 		{"route a 1/1s", "must start with"},
 		{"total 1/1s burst", "usage"},
-		{"store postgres", "unknown rate_limit store"},
+		{"store postgres", "unknown store"},
+		{"rate 1/1m burst 1000000000000000", "at most"},
+		{"rate 1/1s burst 4000000000", "100 years"},
 		{"store redis", "usage: store redis"},
 		{"on_store_error maybe", "local, allow or deny"},
 		{"store_timeout 0s", "positive duration"},
@@ -513,10 +492,37 @@ func TestRateLimitProvisionErrors(t *testing.T) {
 		"unknown store":    {Rate: &RateSpec{Events: 1, Window: caddy.Duration(time.Second)}, Store: "disk"},
 		"bad on_error":     {Rate: &RateSpec{Events: 1, Window: caddy.Duration(time.Second)}, OnStoreError: "panic"},
 		"overflowing":      {Rate: &RateSpec{Events: 1, Window: caddy.Duration(365 * 24 * time.Hour), Burst: 1 << 40}},
+		"unprintable name": {Routes: []RouteLimit{{Path: "/caf\u00e9/*", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}}},
+		"newline in name":  {Routes: []RouteLimit{{Path: "/a\nb", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}}},
 	} {
 		if err := c.provision(env); err == nil {
 			c.cleanup()
 			t.Errorf("%s: provisioned without error", name)
+		}
+	}
+}
+
+// TestRateLimitProvisionReportsEveryProblem: one load names every mistake
+// of the block, not only the first.
+func TestRateLimitProvisionReportsEveryProblem(t *testing.T) {
+	ctx, cancel := newTestContext()
+	defer cancel()
+	c := &RateLimit{
+		StoreTimeout: -1, MaxKeys: -1, IPv6Prefix: 129, OnStoreError: "panic", Store: "disk",
+		Rate:   &RateSpec{Events: 0, Window: caddy.Duration(time.Second)},
+		Routes: []RouteLimit{{Path: "/caf\u00e9", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}},
+		Identities: []IdentityLimit{{Identity: "a", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}},
+			{Identity: "a", RateSpec: RateSpec{Events: 1, Window: caddy.Duration(time.Second)}}},
+	}
+	err := c.provision(&provisionEnv{Context: ctx, logger: zap.NewNop(), now: time.Now})
+	if err == nil {
+		c.cleanup()
+		t.Fatal("provisioned")
+	}
+	for _, want := range []string{"store_timeout", "max_keys", "ipv6_prefix", "on_store_error", `unknown store "disk"`,
+		"rate: events must be a positive integer", "route /caf\u00e9: ", `identity "a" has two lines`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sechard/sechard/internal/redisconn"
+	"github.com/sechard/sechard/internal/ratelimit"
 )
 
 // TestRedisLineParsing: the three forms and their options, for both users
@@ -850,15 +851,16 @@ func BenchmarkRateLimitRedisCluster(b *testing.B) {
 	tc := startRedisCluster(b, false)
 	c, _ := newRedisRateLimit(b, "rate 1000000000/1s\nstore redis cluster "+tc.URL+"\nstore_timeout 1s", nil)
 	bud := benchBudget(b)
+	interval, tolerance := bud.Rate.ScriptArgs()
 	clients := benchClients(1024)
 	b.Run("callers=64", func(b *testing.B) {
 		b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 		var seq atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
-			bs := []budget{bud}
+			bs := []ratelimit.Budget{bud}
 			i := int(seq.Add(1)) * 7
 			for pb.Next() {
-				if ok, d := c.redis.take(c, "", time.Now(), clients[i&1023], bs); !ok || d != nil {
+				if ok, err := c.redis.Take(time.Now(), clients[i&1023], bs); !ok || err != nil {
 					b.Error("refused or store failed")
 					return
 				}
@@ -878,7 +880,7 @@ func BenchmarkRateLimitRedisCluster(b *testing.B) {
 			i := int(seq.Add(1)) * 7
 			for pb.Next() {
 				key := fmt.Sprintf("sechard:rl:bench:{%d}:p", i&1023)
-				if err := gcraScript.Run(context.Background(), cc, []string{key}, bud.limit.red.interval, bud.limit.red.tolerance).Err(); err != nil {
+				if err := ratelimit.GCRAScript.Run(context.Background(), cc, []string{key}, interval, tolerance).Err(); err != nil {
 					b.Error(err)
 					return
 				}
@@ -894,14 +896,14 @@ func BenchmarkRateLimitRedisCluster(b *testing.B) {
 		}
 		var sha string
 		tc.eachNode(b, func(addr string, cl *redis.Client) {
-			if sha, err = gcraScript.Load(context.Background(), cl).Result(); err != nil {
+			if sha, err = ratelimit.GCRAScript.Load(context.Background(), cl).Result(); err != nil {
 				b.Fatal(err)
 			}
 		})
 		n := max(b.N, 1000)
 		args := []string{"--cluster", "-h", "127.0.0.1", "-p", fmt.Sprint(tc.nodes[0].Port), "-c", "64", "-n", fmt.Sprint(n),
 			"-r", "1024", "--csv", "EVALSHA", sha, "1", "sechard:rl:bench:{tag}:__rand_int__:p",
-			fmt.Sprint(bud.limit.red.interval), fmt.Sprint(bud.limit.red.tolerance)}
+			fmt.Sprint(interval), fmt.Sprint(tolerance)}
 		b.ResetTimer()
 		out, err := exec.Command(rb, args...).CombinedOutput()
 		if err != nil {

@@ -1,4 +1,4 @@
-package sechard
+package ratelimit
 
 import (
 	"runtime"
@@ -11,14 +11,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// benchLimit admits everything, so the benchmarks measure the store, not
+// benchBudget admits everything, so the benchmarks measure the store, not
 // refusals.
-func benchBudget(tb testing.TB) budget {
-	l, err := compileLimit("default", &RateSpec{Events: 1 << 30, Window: 1 << 30})
+func benchBudget(tb testing.TB) Budget {
+	r, err := NewRate(1<<30, 1<<30, 1<<30)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return budget{kind: 'p', tag: "/nl-query/run", limit: l}
+	return Budget{Kind: KindPath, Tag: "/nl-query/run", Rate: r}
 }
 
 func benchClients(n int) []string {
@@ -32,16 +32,16 @@ func benchClients(n int) []string {
 // BenchmarkRateLimitMemory is one decision on an existing key: hash the
 // (client, route) key, lock its shard, GCRA check, commit.
 func BenchmarkRateLimitMemory(b *testing.B) {
-	s := newMemoryStore(defaultMaxKeys, time.Now, 0)
+	s := NewMemoryStore(1_000_000, time.Now, 0)
 	bud := benchBudget(b)
 	clients := benchClients(1024)
 	now := time.Now().UnixNano()
 	for _, c := range clients {
-		bs := []budget{bud}
+		bs := []Budget{bud}
 		s.take(now, c, bs)
 	}
 	b.Run("serial", func(b *testing.B) {
-		bs := []budget{bud}
+		bs := []Budget{bud}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
@@ -53,7 +53,7 @@ func BenchmarkRateLimitMemory(b *testing.B) {
 		b.ReportAllocs()
 		var seq atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
-			bs := []budget{bud}
+			bs := []Budget{bud}
 			// Each goroutine walks its own part of the clients: starting
 			// close together, they would walk in lockstep onto the same
 			// shards, which no real traffic does.
@@ -123,24 +123,24 @@ func BenchmarkRateLimitMemoryMillionKeys(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		s := newMemoryStore(2*n, time.Now, 0)
-		bs := []budget{bud}
+		s := NewMemoryStore(2*n, time.Now, 0)
+		bs := []Budget{bud}
 		for _, c := range clients[:n] {
 			s.take(now, c, bs)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if got := s.len(); got != n {
+		if got := s.Len(); got != n {
 			b.Fatalf("holds %d keys, want %d", got, n)
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/key")
 		runtime.KeepAlive(s)
 
-		bounded := newMemoryStore(n, time.Now, 0)
+		bounded := NewMemoryStore(n, time.Now, 0)
 		for _, c := range clients {
 			bounded.take(now, c, bs)
 		}
-		if got := bounded.len(); got > n {
+		if got := bounded.Len(); got > n {
 			b.Fatalf("max_keys %d: holds %d keys", n, got)
 		} else {
 			b.ReportMetric(float64(got), "keys_held_at_max")

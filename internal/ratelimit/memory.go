@@ -1,4 +1,4 @@
-package sechard
+package ratelimit
 
 import (
 	"encoding/binary"
@@ -7,17 +7,17 @@ import (
 	"time"
 )
 
-// memShardCount is the number of independently locked shards of the memory
+// shardCount is the number of independently locked shards of the memory
 // store. 256 keeps lock contention negligible on many cores while each
 // shard's map stays large enough for sampled eviction to work.
-const memShardCount = 256
+const shardCount = 256
 
-// memEvictSample is how many entries an insert into a full shard looks at
+// evictSample is how many entries an insert into a full shard looks at
 // to choose a victim (as Redis's approximated LRU does with
 // maxmemory-samples).
-const memEvictSample = 8
+const evictSample = 8
 
-// memoryStore holds GCRA state in process memory: one int64 TAT per
+// MemoryStore holds GCRA state in process memory: one int64 TAT per
 // (client, budget) key, in 256 shards of map[uint64]int64 each behind its
 // own mutex.
 //
@@ -35,8 +35,8 @@ const memEvictSample = 8
 // so this approximates least-recently-used while keeping the keys that
 // still owe the most. A sweeper goroutine forgets idle keys (TAT passed)
 // periodically; it stops when the store is destructed.
-type memoryStore struct {
-	shards [memShardCount]memShard // first, so the 32 KiB array starts page-aligned
+type MemoryStore struct {
+	shards [shardCount]shard // first, so the 32 KiB array starts page-aligned
 	seed   maphash.Seed
 
 	now  func() time.Time
@@ -44,7 +44,7 @@ type memoryStore struct {
 	done chan struct{}
 }
 
-type memShard struct {
+type shard struct {
 	mu   sync.Mutex
 	m    map[uint64]int64 // key digest → TAT in Unix nanoseconds
 	peak int              // largest len(m) since the map was last rebuilt
@@ -52,15 +52,16 @@ type memShard struct {
 	_    [96]byte         // keep shards on separate cache-line pairs (no false sharing)
 }
 
-// newMemoryStore makes a store holding at most max(maxKeys, 256) keys. With
-// sweep > 0, a goroutine removes idle keys every sweep until Destruct.
-func newMemoryStore(maxKeys int, now func() time.Time, sweep time.Duration) *memoryStore {
-	s := &memoryStore{seed: maphash.MakeSeed(), now: now}
+// NewMemoryStore makes a store holding at most max(maxKeys, 256) keys. With
+// sweep > 0, a goroutine removes the keys idle at now() every sweep, until
+// Destruct.
+func NewMemoryStore(maxKeys int, now func() time.Time, sweep time.Duration) *MemoryStore {
+	s := &MemoryStore{seed: maphash.MakeSeed(), now: now}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.m = make(map[uint64]int64)
-		sh.max = maxKeys / memShardCount
-		if i < maxKeys%memShardCount {
+		sh.max = maxKeys / shardCount
+		if i < maxKeys%shardCount {
 			sh.max++
 		}
 		sh.max = max(sh.max, 1)
@@ -73,9 +74,10 @@ func newMemoryStore(maxKeys int, now func() time.Time, sweep time.Duration) *mem
 	return s
 }
 
-// Destruct stops the sweeper. It implements caddy.Destructor, so the store
-// lives in a caddy.UsagePool for as long as any config uses it.
-func (s *memoryStore) Destruct() error {
+// Destruct stops the sweeper, and returns once it has stopped. Its
+// signature is caddy.Destructor's, so that a caddy.UsagePool can hold the
+// store for as long as any config uses it.
+func (s *MemoryStore) Destruct() error {
 	if s.stop != nil {
 		close(s.stop)
 		<-s.done
@@ -85,56 +87,61 @@ func (s *memoryStore) Destruct() error {
 
 // digest returns the key for one client's budget. The client's length goes
 // first so that no two (client, budget) pairs write the same bytes.
-func (s *memoryStore) digest(client string, b *budget) uint64 {
+func (s *MemoryStore) digest(client string, b *Budget) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	var n [9]byte
 	binary.LittleEndian.PutUint64(n[:8], uint64(len(client)))
-	n[8] = b.kind
+	n[8] = byte(b.Kind)
 	h.Write(n[:])
 	h.WriteString(client)
-	h.WriteString(b.tag)
+	h.WriteString(b.Tag)
 	return h.Sum64()
 }
 
-// take spends one request from every budget in bs (one or two) if all of
-// them admit it, and from none otherwise; each budget's res says how it
-// stands afterwards. Both shards are locked (in index order) for the check
-// and the commit, so concurrent requests of one client cannot overspend.
-func (s *memoryStore) take(now int64, client string, bs []budget) bool {
+// Take spends one request from every budget in budgets (one or two) if
+// all of them admit it, and from none otherwise; each budget's Result says
+// how it stands afterwards. Both shards are locked (in index order) for the
+// check and the commit, so concurrent requests of one client cannot
+// overspend. It never returns an error, and never allocates.
+func (s *MemoryStore) Take(now time.Time, client string, budgets []Budget) (bool, error) {
+	return s.take(now.UnixNano(), client, budgets), nil
+}
+
+func (s *MemoryStore) take(now int64, client string, bs []Budget) bool {
 	switch len(bs) {
 	case 1:
 		k := s.digest(client, &bs[0])
-		sh := &s.shards[k%memShardCount]
+		sh := &s.shards[k%shardCount]
 		sh.mu.Lock()
 		tat, exists := sh.m[k]
-		bs[0].res = bs[0].limit.mem.check(tat, now)
-		if bs[0].res.allowed {
-			sh.store(k, bs[0].res.tat, exists, now)
+		o := bs[0].Rate.memory.check(tat, now)
+		if o.allowed {
+			sh.store(k, o.tat, exists, now)
 		}
 		sh.mu.Unlock()
-		return bs[0].res.allowed
+		bs[0].Result = o.result(time.Nanosecond)
+		return o.allowed
 	case 2:
 		k0, k1 := s.digest(client, &bs[0]), s.digest(client, &bs[1])
-		a, b := &s.shards[k0%memShardCount], &s.shards[k1%memShardCount]
-		if k0%memShardCount > k1%memShardCount {
+		a, b := &s.shards[k0%shardCount], &s.shards[k1%shardCount]
+		if k0%shardCount > k1%shardCount {
 			a, b = b, a
 		}
 		a.mu.Lock()
 		if b != a {
 			b.mu.Lock()
 		}
-		s0, s1 := &s.shards[k0%memShardCount], &s.shards[k1%memShardCount]
+		s0, s1 := &s.shards[k0%shardCount], &s.shards[k1%shardCount]
 		t0, e0 := s0.m[k0]
 		t1, e1 := s1.m[k1]
-		tats := [2]int64{t0, t1}
-		ok := evaluate(bs, tats[:], now, false)
+		ok, next := evaluate(bs, []int64{t0, t1}, now, false)
 		if ok {
-			s0.store(k0, bs[0].res.tat, e0, now)
+			s0.store(k0, next[0], e0, now)
 			if s1 == s0 { // storing k0 may have evicted k1, or be k1
 				_, e1 = s1.m[k1]
 			}
-			s1.store(k1, bs[1].res.tat, e1, now)
+			s1.store(k1, next[1], e1, now)
 		}
 		if b != a {
 			b.mu.Unlock()
@@ -145,37 +152,9 @@ func (s *memoryStore) take(now int64, client string, bs []budget) bool {
 	return true
 }
 
-// evaluate decides a request against the budgets bs (one or two) whose
-// stored TATs are tats: it is admitted only if every budget admits it; a
-// budget that would have admitted a request refused by another reports
-// itself unspent. Limits are taken in Redis units (µs) when red is set.
-func evaluate(bs []budget, tats []int64, now int64, red bool) bool {
-	ok := true
-	for i := range bs {
-		l := bs[i].limit.mem
-		if red {
-			l = bs[i].limit.red
-		}
-		bs[i].res = l.check(tats[i], now)
-		ok = ok && bs[i].res.allowed
-	}
-	if !ok {
-		for i := range bs {
-			if bs[i].res.allowed {
-				l := bs[i].limit.mem
-				if red {
-					l = bs[i].limit.red
-				}
-				bs[i].res = l.refused(tats[i], now)
-			}
-		}
-	}
-	return ok
-}
-
 // store sets k's TAT, evicting another key first if k is new (not exists)
 // and the shard is full. The caller holds sh.mu.
-func (sh *memShard) store(k uint64, tat int64, exists bool, now int64) {
+func (sh *shard) store(k uint64, tat int64, exists bool, now int64) {
 	if !exists && len(sh.m) >= sh.max {
 		sh.evictOne(now)
 	}
@@ -187,7 +166,7 @@ func (sh *memShard) store(k uint64, tat int64, exists bool, now int64) {
 
 // evictOne removes the entry with the earliest TAT among a few sampled ones
 // (map iteration starts at a random position), or the first idle one seen.
-func (sh *memShard) evictOne(now int64) {
+func (sh *shard) evictOne(now int64) {
 	var victim uint64
 	oldest, seen := int64(0), 0
 	for k, tat := range sh.m {
@@ -198,7 +177,7 @@ func (sh *memShard) evictOne(now int64) {
 		if seen == 0 || tat < oldest {
 			victim, oldest = k, tat
 		}
-		if seen++; seen >= memEvictSample {
+		if seen++; seen >= evictSample {
 			break
 		}
 	}
@@ -207,7 +186,7 @@ func (sh *memShard) evictOne(now int64) {
 
 // sweep forgets every key whose budget is full again at now, and rebuilds
 // maps that shrank a lot (Go maps never give memory back by themselves).
-func (s *memoryStore) sweep(now int64) {
+func (s *MemoryStore) sweep(now int64) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -227,7 +206,7 @@ func (s *memoryStore) sweep(now int64) {
 	}
 }
 
-func (s *memoryStore) sweeper(every time.Duration) {
+func (s *MemoryStore) sweeper(every time.Duration) {
 	defer close(s.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -241,8 +220,8 @@ func (s *memoryStore) sweeper(every time.Duration) {
 	}
 }
 
-// len returns the number of keys held.
-func (s *memoryStore) len() int {
+// Len returns the number of keys held.
+func (s *MemoryStore) Len() int {
 	n := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
