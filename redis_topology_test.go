@@ -33,8 +33,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/sechard/sechard/internal/redisconn"
 	"github.com/sechard/sechard/internal/ratelimit"
+	"github.com/sechard/sechard/internal/redisconn"
 )
 
 // TestRedisLineParsing: the three forms and their options, for both users

@@ -17,8 +17,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/sechard/sechard/internal/secrets"
 	"github.com/sechard/sechard/internal/ratelimit"
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // newRedisRateLimit provisions a rate_limit block on the real clock (Redis
