@@ -143,22 +143,24 @@ var rejectionReasons = func() []string {
 // clients it serves.
 func (h *Handler) gates() []gate {
 	gs := []gate{h.paths}
-	if h.CORS != nil {
-		gs = append(gs, h.CORS)
-	}
-	if h.RateLimit != nil {
-		gs = append(gs, h.RateLimit)
-	}
-	if h.Auth != nil {
-		gs = append(gs, h.Auth)
-	}
-	if h.TokenService != nil {
-		gs = append(gs, h.TokenService)
-	}
-	if h.identityBudgets != nil {
-		gs = append(gs, h.identityBudgets)
-	}
+	gs = appendGate(gs, h.CORS)
+	gs = appendGate(gs, h.RateLimit)
+	gs = appendGate(gs, h.Auth)
+	gs = appendGate(gs, h.TokenService)
+	gs = appendGate(gs, h.identityBudgets)
 	return gs
+}
+
+// appendGate appends g unless it is a nil pointer (not configured).
+func appendGate[G interface {
+	gate
+	comparable
+}](gs []gate, g G) []gate {
+	var none G
+	if g == none {
+		return gs
+	}
+	return append(gs, g)
 }
 
 // Validate checks the configuration for contradictions that Provision did
