@@ -27,10 +27,22 @@ var (
 	buildErr  error
 )
 
+// skipShort skips a test under -short when it needs an outside component
+// (the Caddy binary, redis-server, chromium): `go test -short` is the quick
+// loop of unit tests and fuzz seed corpora. Only this decides a skip, so the
+// full run never skips.
+func skipShort(t testing.TB, component string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: needs %s; the full run (go test ./...) runs it", component)
+	}
+}
+
 // caddyBinary builds ./cmd/caddy once per test process and returns its path;
-// with -race when the tests run with it.
+// with -race when the tests run with it. Under -short the test skips.
 func caddyBinary(t testing.TB) string {
 	t.Helper()
+	skipShort(t, "the Caddy binary")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sechard-bin-")
 		if err != nil {
@@ -376,20 +388,18 @@ func (u *upstream) Count() int {
 	return u.n
 }
 
-// requireTool finds a program the tests need (redis-server, chromium). In CI
-// (CI set) a missing tool fails the test: .ci/run installs them, and a
-// silent skip there would hide a broken pipeline. Elsewhere the test skips.
+// requireTool finds a program the tests need (redis-server, chromium). Under
+// -short the test skips; in the full run a missing tool fails the test, since
+// a silent skip would hide a broken pipeline.
 func requireTool(t testing.TB, names ...string) string {
 	t.Helper()
+	skipShort(t, names[0])
 	for _, n := range names {
 		if p, err := exec.LookPath(n); err == nil {
 			return p
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found on PATH; .ci/run should have installed it", names[0])
-	}
-	t.Skipf("%s not installed (bash .ci/run installs it)", names[0])
+	t.Fatalf("%s not found on PATH (bash .ci/run installs it; go test -short skips the tests that need it)", names[0])
 	return ""
 }
 
