@@ -2,7 +2,6 @@ package sechard
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
@@ -386,21 +385,6 @@ func TestAuthEndToEnd(t *testing.T) {
 			t.Fatalf("checked only %d tokens", checked)
 		}
 	})
-}
-
-// ecJWK renders a P-256 public key as a JWK.
-func ecJWK(pub *ecdsa.PublicKey, kid string) string {
-	raw, _ := pub.Bytes()
-	m := map[string]any{"kty": "EC", "crv": "P-256", "x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:]), "use": "sig"}
-	if kid != "" {
-		m["kid"] = kid
-	}
-	return string(jwtJSON(m))
-}
-
-// okpJWK renders an Ed25519 public key as a JWK.
-func okpJWK(pub ed25519.PublicKey, kid string) string {
-	return string(jwtJSON(map[string]any{"kty": "OKP", "crv": "Ed25519", "x": jwtB64(pub), "kid": kid, "alg": "EdDSA"}))
 }
 
 // TestAuthPhasesEndToEnd walks the three-phase migration in one Caddy, with

@@ -5,10 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,31 +22,6 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
-
-// x5tS256Of is RFC 8705 §3.1's thumbprint, computed independently of
-// sechard: base64url (no padding) of the SHA-256 of the certificate's DER.
-func x5tS256Of(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// jwtPayload decodes a compact JWS's claims without verifying them.
-func jwtPayload(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a compact JWS: %d parts", len(parts))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 const (
 	svcA = "spiffe://cluster.local/ns/a/sa/svc-a"
@@ -148,7 +121,7 @@ func TestCertificateBoundTokens(t *testing.T) {
 	}
 
 	tsKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	env := append([]string{"TS_KEY=" + pemPrivateKey(t, tsKey)}, authEnv...)
+	env := append([]string{"TS_KEY=" + pemOf(t, tsKey, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	httpPort := freePort(t)
 	site := func(extra string) string {

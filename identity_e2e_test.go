@@ -240,7 +240,7 @@ func TestIdentityReportModeThroughCaddy(t *testing.T) {
 // budget; the token request itself spends none.
 func TestIdentityBudgetSpansKeyAndIssuedToken(t *testing.T) {
 	signing, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, signing)}, authEnv...)
+	env := append([]string{"TS_KEY_A=" + pemOf(t, signing, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	site := strings.Replace(tokenSite(up.Addr, "TS_KEY_A", ""), "\t\t\trate 1000/1m\n", "\t\t\trate 1000/1m\n\t\t\tidentity BI_KEY 4/1m\n", 1)
 	s := startCaddy(t, site, caddyOptions{Env: env})

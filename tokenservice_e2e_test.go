@@ -2,7 +2,6 @@ package sechard
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -10,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -24,15 +22,6 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
-
-// pemPrivateKey returns a PKCS#8 PEM of key.
-func pemPrivateKey(t testing.TB, key crypto.Signer) string {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
 
 func tokenSite(up, signingKeys, authExtra string) string {
 	return `http://127.0.0.1:{PORT} {
@@ -80,7 +69,7 @@ func postForm(t *testing.T, s *caddyServer, form url.Values, basicID, basicSecre
 func TestTokenServiceEndToEnd(t *testing.T) {
 	keyA, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, edB, _ := ed25519.GenerateKey(rand.Reader)
-	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, keyA), "TS_KEY_B=" + pemPrivateKey(t, edB)}, authEnv...)
+	env := append([]string{"TS_KEY_A=" + pemOf(t, keyA, "PRIVATE KEY"), "TS_KEY_B=" + pemOf(t, edB, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	s := startCaddy(t, tokenSite(up.Addr, "TS_KEY_A", ""), caddyOptions{Env: env})
 	ctx := context.Background()
@@ -405,7 +394,7 @@ func TestTokenServiceTLSClientAuth(t *testing.T) {
 		}
 	}
 	reverse_proxy `+up.Addr+`
-}`, caddyOptions{Env: []string{"TS_KEY=" + pemPrivateKey(t, keyA)}})
+}`, caddyOptions{Env: []string{"TS_KEY=" + pemOf(t, keyA, "PRIVATE KEY")}})
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	addr := fmt.Sprintf("127.0.0.1:%d", s.Port)
@@ -478,7 +467,7 @@ func must(resp *http.Response, err error) *http.Response {
 // signing key accepts the first one's tokens.
 func TestTokenServiceRefreshAndFleet(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, key)}, authEnv...)
+	env := append([]string{"TS_KEY_A=" + pemOf(t, key, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	site := func() string {
 		// Both instances are one issuer: the fleet's public name.
