@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -511,21 +510,6 @@ func startCaddyFile(t *testing.T, path, adminAddr string, env ...string) *caddyS
 	}
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(s.Stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + adminAddr + "/config/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("caddy exited at startup; logs:\n%s", s.Logs())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy not ready after 30s; logs:\n%s", s.Logs())
-		}
-	}
+	s.waitReady()
+	return s
 }

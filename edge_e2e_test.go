@@ -184,7 +184,7 @@ func TestEdgeRequestIDInbound(t *testing.T) {
 	t.Run("missing ID: new one, no warning", func(t *testing.T) {
 		resp := s.Get("/proxy/c")
 		id := requireEdgeHeaders(t, resp)
-		time.Sleep(100 * time.Millisecond) // give a (wrong) warning time to appear
+		s.SyncLogs()
 		for _, e := range s.LogEntries() {
 			if e["logger"] == "http.handlers.sechard.request_id" && e["request_id"] == id {
 				t.Fatalf("warning for a missing ID: %v", e)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -143,24 +144,32 @@ func startCaddy(t testing.TB, site string, opts ...caddyOptions) *caddyServer {
 		}
 		return s
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.AdminAddr + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
+	s.waitReady()
+	return s
+}
+
+// waitReady waits until the admin API answers; it fails the test if the
+// process exits first or is not ready within 30 s.
+func (s *caddyServer) waitReady() {
+	s.t.Helper()
+	ready := poll(30*time.Second, 20*time.Millisecond, func() bool {
 		select {
 		case <-s.exited:
-			t.Fatalf("caddy exited at startup: %v; logs:\n%s", s.cmd.ProcessState, s.logs.String())
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy not ready after 30s; logs:\n%s", s.logs.String())
+		resp, err := http.Get("http://" + s.AdminAddr + "/config/")
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if _, exited := s.ExitCode(); exited {
+		s.t.Fatalf("caddy exited at startup: %v; logs:\n%s", s.cmd.ProcessState, s.logs.String())
+	}
+	if !ready {
+		s.t.Fatalf("caddy not ready after 30s; logs:\n%s", s.logs.String())
 	}
 }
 
@@ -292,18 +301,36 @@ func (s *caddyServer) LogEntries() []map[string]any {
 // WaitLog waits until a log entry satisfies match and returns it.
 func (s *caddyServer) WaitLog(match func(map[string]any) bool, timeout time.Duration) map[string]any {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var found map[string]any
+	if !poll(timeout, 20*time.Millisecond, func() bool {
 		for _, e := range s.LogEntries() {
 			if match(e) {
-				return e
+				found = e
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("no matching log entry within %v; logs:\n%s", timeout, s.Logs())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		s.t.Fatalf("no matching log entry within %v; logs:\n%s", timeout, s.Logs())
 	}
+	return found
+}
+
+var syncLogsSeq atomic.Int64
+
+// SyncLogs returns once every line the process logged before the call is in
+// Logs: it sends a marked request to the admin API, which logs it, and waits
+// for that line, written after all earlier ones. Tests that check a line is
+// absent, or count lines, call it instead of sleeping.
+func (s *caddyServer) SyncLogs() {
+	s.t.Helper()
+	uri := fmt.Sprintf("/config/?sync=%d", syncLogsSeq.Add(1))
+	resp, err := http.Get("http://" + s.AdminAddr + uri)
+	if err != nil {
+		s.t.Fatalf("SyncLogs: %v", err)
+	}
+	resp.Body.Close()
+	s.WaitLog(func(e map[string]any) bool { return e["logger"] == "admin.api" && e["uri"] == uri }, 10*time.Second)
 }
 
 // runCaddy runs the built binary with args (e.g. "validate", "adapt") and
@@ -435,22 +462,19 @@ func (r *redisServer) Start() {
 		r.t.Fatal(err)
 	}
 	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(r.cmd, r.done)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	pong := func() bool {
 		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
-		if err == nil {
-			fmt.Fprint(c, "PING\r\n")
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s not ready", r.Addr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer c.Close()
+		fmt.Fprint(c, "PING\r\n")
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(line, "+PONG")
+	}
+	if !poll(10*time.Second, 20*time.Millisecond, pong) {
+		r.t.Fatalf("redis-server on %s not ready", r.Addr)
 	}
 }
 

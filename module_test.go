@@ -3,7 +3,6 @@ package sechard
 import (
 	"net/http"
 	"testing"
-	"time"
 )
 
 // TestBareSechardServesThroughRealCaddy: a bare `sechard` in front of
@@ -78,7 +77,7 @@ func TestStagesRunInContractOrder(t *testing.T) {
 		}
 	}
 	// The verifier saw exactly the 3 requests that were not rate limited.
-	time.Sleep(200 * time.Millisecond) // log lines arrive asynchronously
+	s.SyncLogs()
 	denials := 0
 	for _, e := range s.LogEntries() {
 		if e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "deny" {

@@ -265,7 +265,7 @@ func TestMTLSEndToEnd(t *testing.T) {
 		if up.Count() != before {
 			t.Fatal("the request reached the upstream")
 		}
-		time.Sleep(100 * time.Millisecond)
+		s.SyncLogs()
 		if n := len(mtlsAuditEntries(s)); n != beforeAudit {
 			t.Fatalf("sechard saw the request: %d new audit entries", n-beforeAudit)
 		}

@@ -488,7 +488,9 @@ func TestTokenServiceRefreshAndFleet(t *testing.T) {
 	}
 	// x/oauth2 treats a token as expired 10 s early: with ttl 11s it asks
 	// again after about a second, and the new token works too.
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the first token to count as expired", func() bool {
+		return time.Now().After(first.Expiry.Add(-10 * time.Second))
+	})
 	second, err := ts.Token()
 	if err != nil {
 		t.Fatal(err)
