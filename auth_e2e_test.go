@@ -60,6 +60,7 @@ func wwwAuth401(desc string) string {
 // TestAuthEndToEnd runs one real Caddy and drives every credential rule
 // and attack through it.
 func TestAuthEndToEnd(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	s := startCaddy(t, authSite(ti, up.Addr, ""), caddyOptions{Env: authEnv})
@@ -352,6 +353,7 @@ func TestAuthEndToEnd(t *testing.T) {
 		// that one field is outside sechard's reach (README: filter it in
 		// the global log). Everything else (sechard's loggers, the access
 		// log with the documented filter) must be clean.
+		s.SyncLogs()
 		var b strings.Builder
 		for _, line := range strings.Split(s.Logs(), "\n") {
 			var e map[string]any
@@ -390,6 +392,7 @@ func TestAuthEndToEnd(t *testing.T) {
 // TestAuthPhasesEndToEnd walks the three-phase migration in one Caddy, with
 // a `caddy reload` between phases, as an operator would.
 func TestAuthPhasesEndToEnd(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	s := startCaddy(t, authSite(ti, up.Addr, "phase dual"), caddyOptions{Env: authEnv})
@@ -519,6 +522,7 @@ func TestAuthPhasesEndToEnd(t *testing.T) {
 // TestAuthHandleErrorsJSONRecipe proves the README recipe: refusals reach
 // handle_errors with their status and WWW-Authenticate already set.
 func TestAuthHandleErrorsJSONRecipe(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {

@@ -10,6 +10,7 @@ import (
 // refuse; allowed requests' audit entries have no enforced field in either
 // mode.
 func TestAuthAuditEnforcedOnlyOnDenials(t *testing.T) {
+	t.Parallel()
 	const key = "report-enforced-key-0123456789"
 	up := startUpstream(t)
 	block := func(mode string) string {

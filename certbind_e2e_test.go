@@ -77,6 +77,7 @@ http://127.0.0.1:` + fmt.Sprint(httpPort) + ` {
 // authenticated with A, on the first request and every cached one after it,
 // whoever issued the token; other confirmation methods are refused.
 func TestCertificateBoundTokens(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := newMTLSCA(t, dir, "ca")
 	_, _, serverCrt, serverKey := ca.issue(t, dir, "server", mtlsCertSpec{cn: "localhost", dns: []string{"localhost"}, server: true})
@@ -368,6 +369,7 @@ func TestCertificateBoundTokens(t *testing.T) {
 		}
 	})
 
+	s.SyncLogs()
 	logs := s.Logs()
 	for _, tok := range secrets {
 		if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {

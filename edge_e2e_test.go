@@ -90,6 +90,7 @@ func requireEdgeHeaders(t *testing.T, resp *http.Response) string {
 }
 
 func TestEdgeEveryResponseCarriesIDAndSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = hostileUpstream
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard"))
@@ -138,6 +139,7 @@ func TestEdgeEveryResponseCarriesIDAndSecurityHeaders(t *testing.T) {
 }
 
 func TestEdgeRequestIDInbound(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard"))
 
@@ -196,6 +198,7 @@ func TestEdgeRequestIDInbound(t *testing.T) {
 // TestEdgeAccessLogHasRequestID: the site's access log line carries
 // request_id, equal to the response header.
 func TestEdgeAccessLogHasRequestID(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard"))
 	for _, path := range []string{"/proxy/log", "/dead/log", "/forbidden"} {
@@ -212,6 +215,7 @@ func TestEdgeAccessLogHasRequestID(t *testing.T) {
 }
 
 func TestEdgeSecurityHeadersOff(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = hostileUpstream
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard {\n\t\tsecurity_headers {\n\t\t\toff\n\t\t}\n\t}"))
@@ -242,6 +246,7 @@ func TestEdgeSecurityHeadersOff(t *testing.T) {
 }
 
 func TestEdgeCustomOptions(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = hostileUpstream
 	s := startCaddy(t, edgeSite(t, up.Addr, `sechard {
@@ -286,6 +291,7 @@ func TestEdgeCustomOptions(t *testing.T) {
 // TestEdgeHSTSOnTLSOnly: Strict-Transport-Security on an HTTPS site, never
 // on plain HTTP (the plain case is in requireEdgeHeaders above).
 func TestEdgeHSTSOnTLSOnly(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile := selfSignedCert(t)
 	s := startCaddy(t, fmt.Sprintf(`https://127.0.0.1:{PORT} {
 	tls %s %s

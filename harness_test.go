@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -66,15 +68,32 @@ func caddyBinary(t testing.TB) string {
 	return caddyBin
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort returns a loopback TCP port that was free a moment ago and that
+// no other test of this process was given. Tests run in parallel, and Caddy
+// listens with SO_REUSEPORT: two Caddys given one port would both bind it
+// and share its connections.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		portsMu.Lock()
+		given := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if !given {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // caddyServer is one running Caddy process.
@@ -88,6 +107,8 @@ type caddyServer struct {
 	globals   string
 	logs      *logBuffer
 	exited    chan struct{}
+	client    *http.Client // this server's own connections: see newTestClient
+	reloaded  time.Time    // when Reload last returned
 }
 
 // caddyOptions tune startCaddy.
@@ -118,6 +139,7 @@ func startCaddy(t testing.TB, site string, opts ...caddyOptions) *caddyServer {
 		globals:   o.Globals,
 		logs:      &logBuffer{},
 		exited:    make(chan struct{}),
+		client:    newTestClient(),
 	}
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d", s.Port)
 	cfgPath := filepath.Join(s.dir, "Caddyfile")
@@ -198,6 +220,7 @@ func (s *caddyServer) Stop() {
 		return
 	default:
 	}
+	s.client.CloseIdleConnections()
 	s.cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-s.exited:
@@ -239,7 +262,8 @@ func (s *caddyServer) Reload(site string) error {
 	// The old config's server closes its idle connections as it stops; a
 	// request on one of them would read EOF. Start afresh, as a client
 	// that saw the connection close would.
-	noRedirectClient.CloseIdleConnections()
+	s.client.CloseIdleConnections()
+	s.reloaded = time.Now()
 	return nil
 }
 
@@ -259,9 +283,13 @@ func (s *caddyServer) Get(path string, headerPairs ...string) *http.Response {
 // Do sends req and reads the body into memory (available via readBody).
 func (s *caddyServer) Do(req *http.Request) *http.Response {
 	s.t.Helper()
-	resp, err := noRedirectClient.Do(req)
+	resp, err := s.client.Do(req)
+	if err != nil && s.droppedByReload(req, err) {
+		resp, err = s.client.Do(req)
+	}
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		logs := s.Logs()
+		s.t.Fatalf("%s %s: %v; caddy's last log lines:\n%s", req.Method, req.URL, err, logs[max(0, len(logs)-3000):])
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -269,9 +297,39 @@ func (s *caddyServer) Do(req *http.Request) *http.Response {
 	return resp
 }
 
-var noRedirectClient = &http.Client{
-	Timeout:       10 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// noRedirectClient is for requests outside a caddyServer's Get and Do.
+var noRedirectClient = newTestClient()
+
+// droppedByReload reports whether a request that failed with err was one
+// that the reload just before it dropped, and rewinds its body to send it
+// again. Caddy binds a new SO_REUSEPORT socket for the new config and
+// closes the old one once the old server's shutdown runs, which /load does
+// not wait for: a connection the kernel queued on the old socket in between
+// is reset without being served (a real client retries it).
+func (s *caddyServer) droppedByReload(req *http.Request, err error) bool {
+	if time.Since(s.reloaded) > 5*time.Second || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		return false
+	}
+	if req.Body == nil {
+		return true
+	}
+	if req.GetBody == nil {
+		return false
+	}
+	body, bodyErr := req.GetBody()
+	req.Body = body
+	return bodyErr == nil
+}
+
+// newTestClient returns a client that does not follow redirects, with a
+// connection pool of its own: each caddyServer has one, so that a reload in
+// one test, which drops its idle connections, touches no other test's.
+func newTestClient() *http.Client {
+	return &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+	}
 }
 
 // readBody returns the body of a response from Do.

@@ -8,6 +8,7 @@ import (
 // TestBareSechardServesThroughRealCaddy: a bare `sechard` in front of
 // reverse_proxy, in the real binary.
 func TestBareSechardServesThroughRealCaddy(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard
@@ -28,6 +29,7 @@ func TestBareSechardServesThroughRealCaddy(t *testing.T) {
 // headers; rate limiting runs before auth, so a flood of bad credentials is
 // cut off by 429s that never reach the verifier.
 func TestStagesRunInContractOrder(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {

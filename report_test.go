@@ -22,6 +22,7 @@ type scriptedRequest struct {
 // the same reasons; in report mode every request reaches the upstream with
 // its original status and carries no refusal headers.
 func TestReportModeLogsExactlyWhatEnforcementRefuses(t *testing.T) {
+	t.Parallel()
 	const key = "report-mode-key-0123456789"
 	good, bad := []string{"X-API-Key", key}, []string{"X-API-Key", "not-the-key"}
 	preflight := func(origin, method, headers string) scriptedRequest {
@@ -172,6 +173,7 @@ func refusalsInLogs(t *testing.T, s *caddyServer, stage string, n int, enforced 
 // TestReportModePerRoute shows that sechard instances in different handle
 // blocks keep their own modes: one path observed, another enforced.
 func TestReportModePerRoute(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	handle /observed/* {

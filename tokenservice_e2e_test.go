@@ -67,6 +67,7 @@ func postForm(t *testing.T, s *caddyServer, form url.Values, basicID, basicSecre
 }
 
 func TestTokenServiceEndToEnd(t *testing.T) {
+	t.Parallel()
 	keyA, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, edB, _ := ed25519.GenerateKey(rand.Reader)
 	env := append([]string{"TS_KEY_A=" + pemOf(t, keyA, "PRIVATE KEY"), "TS_KEY_B=" + pemOf(t, edB, "PRIVATE KEY")}, authEnv...)
@@ -201,6 +202,7 @@ func TestTokenServiceEndToEnd(t *testing.T) {
 	// Audit and metrics: every issuance and refusal (two clients above
 	// fetched a second token each when asked for an HTTP client), never the
 	// secret or token.
+	s.SyncLogs()
 	logs := s.Logs()
 	for _, secret := range append([]string{biKeyValue, legacyKeyValue, full}, tokens...) {
 		if strings.Contains(logs, secret) {
@@ -366,6 +368,7 @@ func grepLines(s, sub string) string {
 // TestTokenServiceTLSClientAuth: a service certificate is exchanged for a
 // token (tls_client_auth, RFC 8705 §2), and client_id must name it.
 func TestTokenServiceTLSClientAuth(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := newMTLSCA(t, dir, "ca")
 	_, _, serverCrt, serverKey := ca.issue(t, dir, "server", mtlsCertSpec{cn: "localhost", dns: []string{"localhost"}, server: true})
@@ -466,6 +469,7 @@ func must(resp *http.Response, err error) *http.Response {
 // its short-lived token expires, and a second instance with the same
 // signing key accepts the first one's tokens.
 func TestTokenServiceRefreshAndFleet(t *testing.T) {
+	t.Parallel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	env := append([]string{"TS_KEY_A=" + pemOf(t, key, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
