@@ -10,6 +10,7 @@ import (
 // rides on Caddy's access-log line and gets no audit entry of its own; with
 // off, nothing; a denial always gets its entry.
 func TestAuditAllowsEndToEnd(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	for _, mode := range []string{"log", "access_log", "off"} {
 		t.Run(mode, func(t *testing.T) {
@@ -45,6 +46,7 @@ func TestAuditAllowsEndToEnd(t *testing.T) {
 			s.WaitLog(func(e map[string]any) bool {
 				return e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "deny"
 			}, 5*time.Second)
+			s.SyncLogs()
 			var allowAudits int
 			for _, e := range s.LogEntries() {
 				if e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "allow" {

@@ -2,7 +2,6 @@ package sechard
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
@@ -61,6 +60,7 @@ func wwwAuth401(desc string) string {
 // TestAuthEndToEnd runs one real Caddy and drives every credential rule
 // and attack through it.
 func TestAuthEndToEnd(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	s := startCaddy(t, authSite(ti, up.Addr, ""), caddyOptions{Env: authEnv})
@@ -353,6 +353,7 @@ func TestAuthEndToEnd(t *testing.T) {
 		// that one field is outside sechard's reach (README: filter it in
 		// the global log). Everything else (sechard's loggers, the access
 		// log with the documented filter) must be clean.
+		s.SyncLogs()
 		var b strings.Builder
 		for _, line := range strings.Split(s.Logs(), "\n") {
 			var e map[string]any
@@ -388,24 +389,10 @@ func TestAuthEndToEnd(t *testing.T) {
 	})
 }
 
-// ecJWK renders a P-256 public key as a JWK.
-func ecJWK(pub *ecdsa.PublicKey, kid string) string {
-	raw, _ := pub.Bytes()
-	m := map[string]any{"kty": "EC", "crv": "P-256", "x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:]), "use": "sig"}
-	if kid != "" {
-		m["kid"] = kid
-	}
-	return string(jwtJSON(m))
-}
-
-// okpJWK renders an Ed25519 public key as a JWK.
-func okpJWK(pub ed25519.PublicKey, kid string) string {
-	return string(jwtJSON(map[string]any{"kty": "OKP", "crv": "Ed25519", "x": jwtB64(pub), "kid": kid, "alg": "EdDSA"}))
-}
-
 // TestAuthPhasesEndToEnd walks the three-phase migration in one Caddy, with
 // a `caddy reload` between phases, as an operator would.
 func TestAuthPhasesEndToEnd(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	s := startCaddy(t, authSite(ti, up.Addr, "phase dual"), caddyOptions{Env: authEnv})
@@ -535,6 +522,7 @@ func TestAuthPhasesEndToEnd(t *testing.T) {
 // TestAuthHandleErrorsJSONRecipe proves the README recipe: refusals reach
 // handle_errors with their status and WWW-Authenticate already set.
 func TestAuthHandleErrorsJSONRecipe(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {

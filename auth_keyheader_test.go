@@ -47,6 +47,7 @@ func TestAPIKeyHeaderConflictsAtProvision(t *testing.T) {
 }
 
 func TestAPIKeyHeaderRequestIDFailsTheLoad(t *testing.T) {
+	t.Parallel()
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {
 		request_id {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -169,19 +168,6 @@ func TestAuthProvisionRejectsBadConfig(t *testing.T) {
 				t.Fatalf("want error containing %q, got %v", tc.want, err)
 			}
 		})
-	}
-}
-
-func writePrivatePEM(t *testing.T) string {
-	path := t.TempDir() + "/priv.pem"
-	writeAuthFile(t, path, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIH3rJ9d2Ag1/f6EAdrl+e2rOe4UKTfFkxU4I+4q9c0pZ\n-----END PRIVATE KEY-----\n")
-	return path
-}
-
-func writeAuthFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 

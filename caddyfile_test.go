@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -320,6 +319,7 @@ func TestCaddyfileUnknownSubdirectiveNamesCaddyfileLine(t *testing.T) {
 // TestCaddyfileValidateRejectsBadConfigWithBinary: `caddy validate` runs the
 // provision checks (a JSON max_length of 65 is refused).
 func TestCaddyfileValidateRejectsBadJSON(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"sechard","request_id":{"max_length":65}}]}]}}}}}`
 	path := filepath.Join(dir, "caddy.json")
@@ -336,6 +336,7 @@ func TestCaddyfileValidateRejectsBadJSON(t *testing.T) {
 // with the caddyfile adapter the README's run command picks by file name,
 // without warnings, and contains the protections it promises.
 func TestCaddyfileExampleAdapts(t *testing.T) {
+	t.Parallel()
 	env, _, _ := exampleCredentials(t)
 	out, err := runCaddy(t, env, "adapt", "--config", "Caddyfile.example", "--validate")
 	if err != nil {
@@ -501,7 +502,7 @@ func exampleCredentials(t *testing.T) (env []string, apiKey, keyFile string) {
 func startCaddyFile(t *testing.T, path, adminAddr string, env ...string) *caddyServer {
 	t.Helper()
 	dir := t.TempDir()
-	s := &caddyServer{t: t, dir: dir, AdminAddr: adminAddr, logs: &logBuffer{}, exited: make(chan struct{})}
+	s := &caddyServer{t: t, dir: dir, AdminAddr: adminAddr, logs: &logBuffer{}, exited: make(chan struct{}), client: newTestClient()}
 	s.cmd = exec.Command(caddyBinary(t), "run", "--config", path)
 	s.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	s.cmd.Env = append(s.cmd.Env, env...)
@@ -511,21 +512,6 @@ func startCaddyFile(t *testing.T, path, adminAddr string, env ...string) *caddyS
 	}
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(s.Stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + adminAddr + "/config/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("caddy exited at startup; logs:\n%s", s.Logs())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy not ready after 30s; logs:\n%s", s.Logs())
-		}
-	}
+	s.waitReady()
+	return s
 }

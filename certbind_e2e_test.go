@@ -5,10 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,31 +22,6 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
-
-// x5tS256Of is RFC 8705 §3.1's thumbprint, computed independently of
-// sechard: base64url (no padding) of the SHA-256 of the certificate's DER.
-func x5tS256Of(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// jwtPayload decodes a compact JWS's claims without verifying them.
-func jwtPayload(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a compact JWS: %d parts", len(parts))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 const (
 	svcA = "spiffe://cluster.local/ns/a/sa/svc-a"
@@ -104,6 +77,7 @@ http://127.0.0.1:` + fmt.Sprint(httpPort) + ` {
 // authenticated with A, on the first request and every cached one after it,
 // whoever issued the token; other confirmation methods are refused.
 func TestCertificateBoundTokens(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := newMTLSCA(t, dir, "ca")
 	_, _, serverCrt, serverKey := ca.issue(t, dir, "server", mtlsCertSpec{cn: "localhost", dns: []string{"localhost"}, server: true})
@@ -148,7 +122,7 @@ func TestCertificateBoundTokens(t *testing.T) {
 	}
 
 	tsKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	env := append([]string{"TS_KEY=" + pemPrivateKey(t, tsKey)}, authEnv...)
+	env := append([]string{"TS_KEY=" + pemOf(t, tsKey, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	httpPort := freePort(t)
 	site := func(extra string) string {
@@ -395,6 +369,7 @@ func TestCertificateBoundTokens(t *testing.T) {
 		}
 	})
 
+	s.SyncLogs()
 	logs := s.Logs()
 	for _, tok := range secrets {
 		if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {

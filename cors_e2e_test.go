@@ -12,6 +12,7 @@ import (
 // TestCORSEndToEnd runs the CORS stage in the real binary, in front of
 // reverse_proxy, error routes and handle_errors.
 func TestCORSEndToEnd(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Vary", "Accept-Encoding")
@@ -185,6 +186,7 @@ http://127.0.0.1:%[3]d {
 // no origins line, ALLOWED_ORIGINS=https://app.example.com,*,ftp://bad.com
 // allows exactly https://app.example.com, with one warning per rejected entry.
 func TestCORSEndToEndAllowedOriginsEnvironment(t *testing.T) {
+	t.Parallel()
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {
 		cors
@@ -199,6 +201,7 @@ func TestCORSEndToEndAllowedOriginsEnvironment(t *testing.T) {
 			t.Errorf("Origin %q: Access-Control-Allow-Origin %q", origin, got)
 		}
 	}
+	s.SyncLogs()
 	var warned []string
 	for _, e := range s.LogEntries() {
 		if e["logger"] == "http.handlers.sechard.cors" && e["level"] == "warn" {
@@ -214,6 +217,7 @@ func TestCORSEndToEndAllowedOriginsEnvironment(t *testing.T) {
 // TestCORSEndToEndConfigErrors: strict with rejected entries and max_age
 // above 24h fail `caddy validate` and `caddy run`.
 func TestCORSEndToEndConfigErrors(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct {
 		cors string
 		env  []string
@@ -264,6 +268,7 @@ func TestCORSEndToEndConfigErrors(t *testing.T) {
 // grants nothing through sechard: a disallowed origin gets no
 // Access-Control-* header at all, an allowed one exactly sechard's.
 func TestCORSUpstreamHeadersDoNotPassThrough(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = func(w http.ResponseWriter, r *http.Request) {
 		acao := "*"

@@ -4,16 +4,8 @@ package sechard
 // through the real Caddy binary, with a real reverse_proxy upstream.
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,6 +90,7 @@ func requireEdgeHeaders(t *testing.T, resp *http.Response) string {
 }
 
 func TestEdgeEveryResponseCarriesIDAndSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = hostileUpstream
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard"))
@@ -146,6 +139,7 @@ func TestEdgeEveryResponseCarriesIDAndSecurityHeaders(t *testing.T) {
 }
 
 func TestEdgeRequestIDInbound(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard"))
 
@@ -192,7 +186,7 @@ func TestEdgeRequestIDInbound(t *testing.T) {
 	t.Run("missing ID: new one, no warning", func(t *testing.T) {
 		resp := s.Get("/proxy/c")
 		id := requireEdgeHeaders(t, resp)
-		time.Sleep(100 * time.Millisecond) // give a (wrong) warning time to appear
+		s.SyncLogs()
 		for _, e := range s.LogEntries() {
 			if e["logger"] == "http.handlers.sechard.request_id" && e["request_id"] == id {
 				t.Fatalf("warning for a missing ID: %v", e)
@@ -204,6 +198,7 @@ func TestEdgeRequestIDInbound(t *testing.T) {
 // TestEdgeAccessLogHasRequestID: the site's access log line carries
 // request_id, equal to the response header.
 func TestEdgeAccessLogHasRequestID(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard"))
 	for _, path := range []string{"/proxy/log", "/dead/log", "/forbidden"} {
@@ -220,6 +215,7 @@ func TestEdgeAccessLogHasRequestID(t *testing.T) {
 }
 
 func TestEdgeSecurityHeadersOff(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = hostileUpstream
 	s := startCaddy(t, edgeSite(t, up.Addr, "sechard {\n\t\tsecurity_headers {\n\t\t\toff\n\t\t}\n\t}"))
@@ -250,6 +246,7 @@ func TestEdgeSecurityHeadersOff(t *testing.T) {
 }
 
 func TestEdgeCustomOptions(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	up.Handler = hostileUpstream
 	s := startCaddy(t, edgeSite(t, up.Addr, `sechard {
@@ -294,6 +291,7 @@ func TestEdgeCustomOptions(t *testing.T) {
 // TestEdgeHSTSOnTLSOnly: Strict-Transport-Security on an HTTPS site, never
 // on plain HTTP (the plain case is in requireEdgeHeaders above).
 func TestEdgeHSTSOnTLSOnly(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile := selfSignedCert(t)
 	s := startCaddy(t, fmt.Sprintf(`https://127.0.0.1:{PORT} {
 	tls %s %s
@@ -313,39 +311,4 @@ func TestEdgeHSTSOnTLSOnly(t *testing.T) {
 		want[k] = v
 	}
 	requireExactHeaders(t, resp.Header, want)
-}
-
-// selfSignedCert writes a throwaway certificate for 127.0.0.1.
-func selfSignedCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

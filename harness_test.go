@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,10 +30,22 @@ var (
 	buildErr  error
 )
 
+// skipShort skips a test under -short when it needs an outside component
+// (the Caddy binary, redis-server, chromium): `go test -short` is the quick
+// loop of unit tests and fuzz seed corpora. Only this decides a skip, so the
+// full run never skips.
+func skipShort(t testing.TB, component string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: needs %s; the full run (go test ./...) runs it", component)
+	}
+}
+
 // caddyBinary builds ./cmd/caddy once per test process and returns its path;
-// with -race when the tests run with it.
+// with -race when the tests run with it. Under -short the test skips.
 func caddyBinary(t testing.TB) string {
 	t.Helper()
+	skipShort(t, "the Caddy binary")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sechard-bin-")
 		if err != nil {
@@ -53,15 +68,32 @@ func caddyBinary(t testing.TB) string {
 	return caddyBin
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort returns a loopback TCP port that was free a moment ago and that
+// no other test of this process was given. Tests run in parallel, and Caddy
+// listens with SO_REUSEPORT: two Caddys given one port would both bind it
+// and share its connections.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		portsMu.Lock()
+		given := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if !given {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // caddyServer is one running Caddy process.
@@ -75,6 +107,8 @@ type caddyServer struct {
 	globals   string
 	logs      *logBuffer
 	exited    chan struct{}
+	client    *http.Client // this server's own connections: see newTestClient
+	reloaded  time.Time    // when Reload last returned
 }
 
 // caddyOptions tune startCaddy.
@@ -105,6 +139,7 @@ func startCaddy(t testing.TB, site string, opts ...caddyOptions) *caddyServer {
 		globals:   o.Globals,
 		logs:      &logBuffer{},
 		exited:    make(chan struct{}),
+		client:    newTestClient(),
 	}
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d", s.Port)
 	cfgPath := filepath.Join(s.dir, "Caddyfile")
@@ -131,24 +166,32 @@ func startCaddy(t testing.TB, site string, opts ...caddyOptions) *caddyServer {
 		}
 		return s
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.AdminAddr + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
+	s.waitReady()
+	return s
+}
+
+// waitReady waits until the admin API answers; it fails the test if the
+// process exits first or is not ready within 30 s.
+func (s *caddyServer) waitReady() {
+	s.t.Helper()
+	ready := poll(30*time.Second, 20*time.Millisecond, func() bool {
 		select {
 		case <-s.exited:
-			t.Fatalf("caddy exited at startup: %v; logs:\n%s", s.cmd.ProcessState, s.logs.String())
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy not ready after 30s; logs:\n%s", s.logs.String())
+		resp, err := http.Get("http://" + s.AdminAddr + "/config/")
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if _, exited := s.ExitCode(); exited {
+		s.t.Fatalf("caddy exited at startup: %v; logs:\n%s", s.cmd.ProcessState, s.logs.String())
+	}
+	if !ready {
+		s.t.Fatalf("caddy not ready after 30s; logs:\n%s", s.logs.String())
 	}
 }
 
@@ -177,6 +220,7 @@ func (s *caddyServer) Stop() {
 		return
 	default:
 	}
+	s.client.CloseIdleConnections()
 	s.cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-s.exited:
@@ -218,7 +262,8 @@ func (s *caddyServer) Reload(site string) error {
 	// The old config's server closes its idle connections as it stops; a
 	// request on one of them would read EOF. Start afresh, as a client
 	// that saw the connection close would.
-	noRedirectClient.CloseIdleConnections()
+	s.client.CloseIdleConnections()
+	s.reloaded = time.Now()
 	return nil
 }
 
@@ -238,9 +283,13 @@ func (s *caddyServer) Get(path string, headerPairs ...string) *http.Response {
 // Do sends req and reads the body into memory (available via readBody).
 func (s *caddyServer) Do(req *http.Request) *http.Response {
 	s.t.Helper()
-	resp, err := noRedirectClient.Do(req)
+	resp, err := s.client.Do(req)
+	if err != nil && s.droppedByReload(req, err) {
+		resp, err = s.client.Do(req)
+	}
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		logs := s.Logs()
+		s.t.Fatalf("%s %s: %v; caddy's last log lines:\n%s", req.Method, req.URL, err, logs[max(0, len(logs)-3000):])
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -248,9 +297,39 @@ func (s *caddyServer) Do(req *http.Request) *http.Response {
 	return resp
 }
 
-var noRedirectClient = &http.Client{
-	Timeout:       10 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// noRedirectClient is for requests outside a caddyServer's Get and Do.
+var noRedirectClient = newTestClient()
+
+// droppedByReload reports whether a request that failed with err was one
+// that the reload just before it dropped, and rewinds its body to send it
+// again. Caddy binds a new SO_REUSEPORT socket for the new config and
+// closes the old one once the old server's shutdown runs, which /load does
+// not wait for: a connection the kernel queued on the old socket in between
+// is reset without being served (a real client retries it).
+func (s *caddyServer) droppedByReload(req *http.Request, err error) bool {
+	if time.Since(s.reloaded) > 5*time.Second || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		return false
+	}
+	if req.Body == nil {
+		return true
+	}
+	if req.GetBody == nil {
+		return false
+	}
+	body, bodyErr := req.GetBody()
+	req.Body = body
+	return bodyErr == nil
+}
+
+// newTestClient returns a client that does not follow redirects, with a
+// connection pool of its own: each caddyServer has one, so that a reload in
+// one test, which drops its idle connections, touches no other test's.
+func newTestClient() *http.Client {
+	return &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+	}
 }
 
 // readBody returns the body of a response from Do.
@@ -280,18 +359,36 @@ func (s *caddyServer) LogEntries() []map[string]any {
 // WaitLog waits until a log entry satisfies match and returns it.
 func (s *caddyServer) WaitLog(match func(map[string]any) bool, timeout time.Duration) map[string]any {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var found map[string]any
+	if !poll(timeout, 20*time.Millisecond, func() bool {
 		for _, e := range s.LogEntries() {
 			if match(e) {
-				return e
+				found = e
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("no matching log entry within %v; logs:\n%s", timeout, s.Logs())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		s.t.Fatalf("no matching log entry within %v; logs:\n%s", timeout, s.Logs())
 	}
+	return found
+}
+
+var syncLogsSeq atomic.Int64
+
+// SyncLogs returns once every line the process logged before the call is in
+// Logs: it sends a marked request to the admin API, which logs it, and waits
+// for that line, written after all earlier ones. Tests that check a line is
+// absent, or count lines, call it instead of sleeping.
+func (s *caddyServer) SyncLogs() {
+	s.t.Helper()
+	uri := fmt.Sprintf("/config/?sync=%d", syncLogsSeq.Add(1))
+	resp, err := http.Get("http://" + s.AdminAddr + uri)
+	if err != nil {
+		s.t.Fatalf("SyncLogs: %v", err)
+	}
+	resp.Body.Close()
+	s.WaitLog(func(e map[string]any) bool { return e["logger"] == "admin.api" && e["uri"] == uri }, 10*time.Second)
 }
 
 // runCaddy runs the built binary with args (e.g. "validate", "adapt") and
@@ -376,20 +473,18 @@ func (u *upstream) Count() int {
 	return u.n
 }
 
-// requireTool finds a program the tests need (redis-server, chromium). In CI
-// (CI set) a missing tool fails the test: .ci/run installs them, and a
-// silent skip there would hide a broken pipeline. Elsewhere the test skips.
+// requireTool finds a program the tests need (redis-server, chromium). Under
+// -short the test skips; in the full run a missing tool fails the test, since
+// a silent skip would hide a broken pipeline.
 func requireTool(t testing.TB, names ...string) string {
 	t.Helper()
+	skipShort(t, names[0])
 	for _, n := range names {
 		if p, err := exec.LookPath(n); err == nil {
 			return p
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found on PATH; .ci/run should have installed it", names[0])
-	}
-	t.Skipf("%s not installed (bash .ci/run installs it)", names[0])
+	t.Fatalf("%s not found on PATH (bash .ci/run installs it; go test -short skips the tests that need it)", names[0])
 	return ""
 }
 
@@ -425,22 +520,19 @@ func (r *redisServer) Start() {
 		r.t.Fatal(err)
 	}
 	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(r.cmd, r.done)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	pong := func() bool {
 		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
-		if err == nil {
-			fmt.Fprint(c, "PING\r\n")
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s not ready", r.Addr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer c.Close()
+		fmt.Fprint(c, "PING\r\n")
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(line, "+PONG")
+	}
+	if !poll(10*time.Second, 20*time.Millisecond, pong) {
+		r.t.Fatalf("redis-server on %s not ready", r.Addr)
 	}
 }
 

@@ -29,6 +29,7 @@ func identitySite(ti *testIssuer, upstream, rateLimit string) string {
 // a refused credential and a public path spend nothing; the identity policy
 // is listed with the route's in the same headers.
 func TestIdentityBudgetsThroughCaddy(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	s := startCaddy(t, identitySite(ti, up.Addr, `			route /nl-query/* 100/1m
@@ -148,6 +149,7 @@ func TestIdentityBudgetsThroughCaddy(t *testing.T) {
 // TestIdentityBudgetSharedThroughRedis: two Caddy instances on one Redis
 // spend one identity budget.
 func TestIdentityBudgetSharedThroughRedis(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	r := startRedis(t)
@@ -180,6 +182,7 @@ func TestIdentityBudgetSharedThroughRedis(t *testing.T) {
 // counter has reason="rate_limited", mode="report". In enforce mode the
 // same refusal counts with mode="enforce".
 func TestIdentityReportModeThroughCaddy(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	up := startUpstream(t)
 	site := identitySite(ti, up.Addr, "\t\t\tidentity service-a 1/1m\n\t\t\tmode report")
@@ -196,6 +199,7 @@ func TestIdentityReportModeThroughCaddy(t *testing.T) {
 	if up.Count() != 3 {
 		t.Fatalf("upstream saw %d, want 3", up.Count())
 	}
+	s.SyncLogs()
 	var would []map[string]any
 	for _, e := range s.LogEntries() {
 		if e["msg"] == "would refuse request" && e["stage"] == "rate_limit" {
@@ -239,8 +243,9 @@ func TestIdentityReportModeThroughCaddy(t *testing.T) {
 // the key used directly and the token traded for it spend one identity
 // budget; the token request itself spends none.
 func TestIdentityBudgetSpansKeyAndIssuedToken(t *testing.T) {
+	t.Parallel()
 	signing, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, signing)}, authEnv...)
+	env := append([]string{"TS_KEY_A=" + pemOf(t, signing, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	site := strings.Replace(tokenSite(up.Addr, "TS_KEY_A", ""), "\t\t\trate 1000/1m\n", "\t\t\trate 1000/1m\n\t\t\tidentity BI_KEY 4/1m\n", 1)
 	s := startCaddy(t, site, caddyOptions{Env: env})

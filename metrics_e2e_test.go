@@ -135,6 +135,7 @@ func eventLogs(s *caddyServer, name string) []map[string]any {
 // (one enforcing, one in report mode), then scrapes its /metrics and checks
 // every sechard series exactly.
 func TestMetricsScrapeAfterScriptedRequests(t *testing.T) {
+	t.Parallel()
 	ti := newTestIssuer(t)
 	var jwksDown atomic.Bool
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -342,6 +343,7 @@ http://127.0.0.1:` + strconv.Itoa(jwtOnlyPort) + ` {
 	}
 
 	// Caddy events, seen through the events app's debug log.
+	s.SyncLogs()
 	rl := eventLogs(s, "sechard_rate_limited")
 	if len(rl) != 2 {
 		t.Fatalf("%d sechard_rate_limited events, want 2", len(rl))
@@ -385,6 +387,7 @@ http://127.0.0.1:` + strconv.Itoa(jwtOnlyPort) + ` {
 // distinct paths, with valid, invalid and missing credentials and request
 // IDs, and checks that the set of sechard series is unchanged.
 func TestMetricsCardinalityUnderDistinctClientsAndPaths(t *testing.T) {
+	t.Parallel()
 	site := `http://127.0.0.1:{PORT} {
 	sechard {
 		rate_limit {
@@ -483,6 +486,7 @@ func TestMetricsCardinalityUnderDistinctClientsAndPaths(t *testing.T) {
 // /metrics keeps being served, and counters keep counting from where they
 // were.
 func TestMetricsSurviveTenReloads(t *testing.T) {
+	t.Parallel()
 	site := func(i int) string {
 		return fmt.Sprintf(`http://127.0.0.1:{PORT} {
 	sechard {
@@ -533,6 +537,7 @@ func TestMetricsSurviveTenReloads(t *testing.T) {
 	if code, exited := s.ExitCode(); exited {
 		t.Fatalf("caddy exited with %d", code)
 	}
+	s.SyncLogs()
 	logs := s.Logs()
 	for _, bad := range []string{"duplicate metrics collector registration", "panic", "registering metrics", "error gathering metrics"} {
 		if strings.Contains(logs, bad) {
@@ -546,6 +551,7 @@ func TestMetricsSurviveTenReloads(t *testing.T) {
 // are still limited locally; with deny each is refused as
 // rate_limit_store_unavailable, counted and emitted as an event.
 func TestMetricsRedisStoreErrors(t *testing.T) {
+	t.Parallel()
 	for _, onErr := range []string{"local", "deny"} {
 		t.Run(onErr, func(t *testing.T) {
 			rs := startRedis(t)
@@ -591,6 +597,7 @@ func TestMetricsRedisStoreErrors(t *testing.T) {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				expectMetrics(t, parseMetrics(t, string(body)), map[string]float64{errs: 5, down: refused})
+				s.SyncLogs()
 				ev := eventLogs(s, "sechard_rate_limited")
 				if len(ev) != 5 {
 					t.Fatalf("%d sechard_rate_limited events, want 5", len(ev))

@@ -3,12 +3,12 @@ package sechard
 import (
 	"net/http"
 	"testing"
-	"time"
 )
 
 // TestBareSechardServesThroughRealCaddy: a bare `sechard` in front of
 // reverse_proxy, in the real binary.
 func TestBareSechardServesThroughRealCaddy(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard
@@ -29,6 +29,7 @@ func TestBareSechardServesThroughRealCaddy(t *testing.T) {
 // headers; rate limiting runs before auth, so a flood of bad credentials is
 // cut off by 429s that never reach the verifier.
 func TestStagesRunInContractOrder(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {
@@ -78,7 +79,7 @@ func TestStagesRunInContractOrder(t *testing.T) {
 		}
 	}
 	// The verifier saw exactly the 3 requests that were not rate limited.
-	time.Sleep(200 * time.Millisecond) // log lines arrive asynchronously
+	s.SyncLogs()
 	denials := 0
 	for _, e := range s.LogEntries() {
 		if e["logger"] == "http.handlers.sechard.audit" && e["decision"] == "deny" {

@@ -3,7 +3,6 @@ package sechard
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -123,19 +122,6 @@ func TestClientCertProvisionRejectsBadIdentities(t *testing.T) {
 			t.Fatalf("phase %q: %v", phase, err)
 		}
 	}
-}
-
-// mtlsLeaf is a certificate carrying only the names match reads.
-func mtlsLeaf(cn string, dns []string, uris ...string) *x509.Certificate {
-	c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
-	for _, u := range uris {
-		pu, err := url.Parse(u)
-		if err != nil {
-			panic(err)
-		}
-		c.URIs = append(c.URIs, pu)
-	}
-	return c
 }
 
 func TestClientCertMatchIsExact(t *testing.T) {

@@ -128,6 +128,7 @@ var ambiguousTargets = []string{
 }
 
 func TestPathsRejectEndToEnd(t *testing.T) {
+	t.Parallel()
 	up := startMuxUpstream(t)
 	s := startCaddy(t, pathsSite(up.Addr, "reject"), caddyOptions{Env: []string{"QUERY_KEY=" + pathsQueryKey, "SCHEMA_KEY=" + pathsSchemaKey}})
 
@@ -149,6 +150,7 @@ func TestPathsRejectEndToEnd(t *testing.T) {
 	if hits := up.take(); len(hits) != 0 {
 		t.Fatalf("ambiguous paths reached the upstream in reject mode: %q", hits)
 	}
+	s.SyncLogs()
 	if !strings.Contains(s.Logs(), `"reason":"ambiguous_path"`) {
 		t.Error("no refusal logged with reason ambiguous_path")
 	}
@@ -175,6 +177,7 @@ func legitimatePathsWork(t *testing.T, s *caddyServer, up *muxUpstream) {
 }
 
 func TestPathsNormalizeEndToEnd(t *testing.T) {
+	t.Parallel()
 	up := startMuxUpstream(t)
 	s := startCaddy(t, pathsSite(up.Addr, "normalize"), caddyOptions{Env: []string{"QUERY_KEY=" + pathsQueryKey, "SCHEMA_KEY=" + pathsSchemaKey}})
 
@@ -245,6 +248,7 @@ func TestPathsNormalizeEndToEnd(t *testing.T) {
 }
 
 func TestPathsAllowPassesThrough(t *testing.T) {
+	t.Parallel()
 	up := startMuxUpstream(t)
 	s := startCaddy(t, pathsSite(up.Addr, "allow"), caddyOptions{Env: []string{"QUERY_KEY=" + pathsQueryKey, "SCHEMA_KEY=" + pathsSchemaKey}})
 	resp, _ := rawGet(t, s, "/nl-query/a%2Fb", "X-API-Key", pathsQueryKey)

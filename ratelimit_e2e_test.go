@@ -54,6 +54,7 @@ func TestEnforceRateLimitBlocksBurstSameRoute(t *testing.T) {
 // TestEnforceRateLimitPerRouteIsolation: limits are per route, not global —
 // exhausting one route leaves another untouched.
 func TestEnforceRateLimitPerRouteIsolation(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, rateLimitSite(`route /nl-query/* 2/1m
 			route /schema/* 2/1m`, up.Addr))
@@ -77,6 +78,7 @@ func TestEnforceRateLimitPerRouteIsolation(t *testing.T) {
 // route are each tracked on their own under the default rate; the same path
 // spelled differently (dot segments, query) is one path.
 func TestEnforceRateLimitDifferentPathsTrackedSeparately(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, rateLimitSite("rate 2/1m", up.Addr))
 
@@ -111,6 +113,7 @@ func TestEnforceRateLimitDifferentPathsTrackedSeparately(t *testing.T) {
 // TestRateLimitReloadKeepsBudgetThroughCaddy: a reload that leaves the limit
 // unchanged keeps every client's budget; one that changes it starts fresh.
 func TestRateLimitReloadKeepsBudgetThroughCaddy(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, rateLimitSite("route /q 2/1m", up.Addr, "header X-Config 1"))
 	if got, want := getStatuses(s, "/q", 3), []int{200, 200, 429}; !equalInts(got, want) {
@@ -141,6 +144,7 @@ func TestRateLimitReloadKeepsBudgetThroughCaddy(t *testing.T) {
 // through handle_errors (which shapes the body) and still carries the
 // request ID and the headers every response gets.
 func TestRateLimit429KeepsRequestIDSecurityAndCORSHeaders(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	s := startCaddy(t, `http://127.0.0.1:{PORT} {
 	sechard {
@@ -209,6 +213,7 @@ func spoofWarnings(s *caddyServer) int {
 // own key (the left-most X-Forwarded-For value). sechard logs exactly one
 // warning saying so, and none with strict on.
 func TestRateLimitWarnsAboutTrustedProxiesWithoutStrict(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	for _, tc := range []struct {
 		name    string
@@ -221,6 +226,7 @@ func TestRateLimitWarnsAboutTrustedProxiesWithoutStrict(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startCaddy(t, rateLimitSite("rate 100/1m", up.Addr), caddyOptions{Globals: tc.globals})
 			// Provisioned inside its server, sechard sees the settings at load.
+			s.SyncLogs()
 			if n := spoofWarnings(s); n != tc.want {
 				t.Fatalf("%d spoofable-client-IP warnings at load, want %d; logs:\n%s", n, tc.want, s.Logs())
 			}
@@ -229,6 +235,7 @@ func TestRateLimitWarnsAboutTrustedProxiesWithoutStrict(t *testing.T) {
 					t.Fatalf("status %d", st)
 				}
 			}
+			s.SyncLogs()
 			if n := spoofWarnings(s); n != tc.want {
 				t.Fatalf("%d spoofable-client-IP warnings, want %d; logs:\n%s", n, tc.want, s.Logs())
 			}
@@ -242,6 +249,7 @@ func TestRateLimitWarnsAboutTrustedProxiesWithoutStrict(t *testing.T) {
 // X-Forwarded-For value still spends one budget. Without strict, Caddy
 // takes the left-most value and each spoofed address is a fresh budget.
 func TestRateLimitStrictProxiesIgnoreSpoofedForwardedFor(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	for _, tc := range []struct {
 		name    string
@@ -269,6 +277,7 @@ func TestRateLimitStrictProxiesIgnoreSpoofedForwardedFor(t *testing.T) {
 // budget and another /64 has its own; with ipv6_prefix 128 every address
 // has its own.
 func TestRateLimitIPv6PrefixThroughTrustedProxy(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	strict := caddyOptions{Globals: "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t\ttrusted_proxies_strict\n\t}"}
 	s := startCaddy(t, rateLimitSite("rate 2/1m", up.Addr), strict)

@@ -2,7 +2,6 @@ package sechard
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -10,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -24,15 +22,6 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
-
-// pemPrivateKey returns a PKCS#8 PEM of key.
-func pemPrivateKey(t testing.TB, key crypto.Signer) string {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
 
 func tokenSite(up, signingKeys, authExtra string) string {
 	return `http://127.0.0.1:{PORT} {
@@ -78,9 +67,10 @@ func postForm(t *testing.T, s *caddyServer, form url.Values, basicID, basicSecre
 }
 
 func TestTokenServiceEndToEnd(t *testing.T) {
+	t.Parallel()
 	keyA, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, edB, _ := ed25519.GenerateKey(rand.Reader)
-	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, keyA), "TS_KEY_B=" + pemPrivateKey(t, edB)}, authEnv...)
+	env := append([]string{"TS_KEY_A=" + pemOf(t, keyA, "PRIVATE KEY"), "TS_KEY_B=" + pemOf(t, edB, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	s := startCaddy(t, tokenSite(up.Addr, "TS_KEY_A", ""), caddyOptions{Env: env})
 	ctx := context.Background()
@@ -212,6 +202,7 @@ func TestTokenServiceEndToEnd(t *testing.T) {
 	// Audit and metrics: every issuance and refusal (two clients above
 	// fetched a second token each when asked for an HTTP client), never the
 	// secret or token.
+	s.SyncLogs()
 	logs := s.Logs()
 	for _, secret := range append([]string{biKeyValue, legacyKeyValue, full}, tokens...) {
 		if strings.Contains(logs, secret) {
@@ -377,6 +368,7 @@ func grepLines(s, sub string) string {
 // TestTokenServiceTLSClientAuth: a service certificate is exchanged for a
 // token (tls_client_auth, RFC 8705 §2), and client_id must name it.
 func TestTokenServiceTLSClientAuth(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := newMTLSCA(t, dir, "ca")
 	_, _, serverCrt, serverKey := ca.issue(t, dir, "server", mtlsCertSpec{cn: "localhost", dns: []string{"localhost"}, server: true})
@@ -405,7 +397,7 @@ func TestTokenServiceTLSClientAuth(t *testing.T) {
 		}
 	}
 	reverse_proxy `+up.Addr+`
-}`, caddyOptions{Env: []string{"TS_KEY=" + pemPrivateKey(t, keyA)}})
+}`, caddyOptions{Env: []string{"TS_KEY=" + pemOf(t, keyA, "PRIVATE KEY")}})
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	addr := fmt.Sprintf("127.0.0.1:%d", s.Port)
@@ -477,8 +469,9 @@ func must(resp *http.Response, err error) *http.Response {
 // its short-lived token expires, and a second instance with the same
 // signing key accepts the first one's tokens.
 func TestTokenServiceRefreshAndFleet(t *testing.T) {
+	t.Parallel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	env := append([]string{"TS_KEY_A=" + pemPrivateKey(t, key)}, authEnv...)
+	env := append([]string{"TS_KEY_A=" + pemOf(t, key, "PRIVATE KEY")}, authEnv...)
 	up := startUpstream(t)
 	site := func() string {
 		// Both instances are one issuer: the fleet's public name.
@@ -499,7 +492,9 @@ func TestTokenServiceRefreshAndFleet(t *testing.T) {
 	}
 	// x/oauth2 treats a token as expired 10 s early: with ttl 11s it asks
 	// again after about a second, and the new token works too.
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the first token to count as expired", func() bool {
+		return time.Now().After(first.Expiry.Add(-10 * time.Second))
+	})
 	second, err := ts.Token()
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,23 +57,6 @@ func TestTokenServiceCaddyfileParses(t *testing.T) {
 		strings.Join(ts.SigningKeys, ",") != "K1,K2" || time.Duration(ts.TTL) != 90*time.Second {
 		t.Fatalf("%+v", ts)
 	}
-}
-
-func pemOf(t testing.TB, key crypto.Signer, typ string) string {
-	var der []byte
-	var err error
-	switch typ {
-	case "PRIVATE KEY":
-		der, err = x509.MarshalPKCS8PrivateKey(key)
-	case "EC PRIVATE KEY":
-		der, err = x509.MarshalECPrivateKey(key.(*ecdsa.PrivateKey))
-	case "RSA PRIVATE KEY":
-		der = x509.MarshalPKCS1PrivateKey(key.(*rsa.PrivateKey))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
 }
 
 func TestTokenSignerKeyForms(t *testing.T) {
