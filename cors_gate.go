@@ -160,13 +160,16 @@ func (c *CORS) preflight(ex *exchange, hdr http.Header, origin string, originOK 
 			delete(hdr, k)
 		}
 	}
-	// Report mode answers as if allowed: a refusal that is not applied
-	// would otherwise pass the preflight on to the upstream, which must
-	// never see one.
-	allowed := http.Header{}
-	c.setPreflight(allowed, v, origin, originOK)
-	return decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason,
-		Instead: &decision{Status: http.StatusNoContent, Answer: true, Header: allowed}}
+	d := decision{Status: http.StatusForbidden, Reason: reasonCORSPreflightDenied, Detail: reason}
+	if c.Mode == modeReport {
+		// Report mode answers as if allowed: a refusal that is not applied
+		// would otherwise pass the preflight on to the upstream, which must
+		// never see one. Built only here: enforcement never uses it.
+		allowed := http.Header{}
+		c.setPreflight(allowed, v, origin, originOK)
+		d.Instead = &decision{Status: http.StatusNoContent, Answer: true, Header: allowed}
+	}
+	return d
 }
 
 // setPreflight sets the Access-Control-Allow-* headers of an allowed

@@ -220,3 +220,19 @@ func quoteForLog(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// Interface guards: the optional methods are found by type assertion, so a
+// misspelt one would be skipped without a word.
+var (
+	_ gate       = (*pathStage)(nil)
+	_ gate       = (*CORS)(nil)
+	_ gate       = (*RateLimit)(nil)
+	_ gate       = (*TokenService)(nil)
+	_ gate       = (*Auth)(nil)
+	_ gate       = (*identityGate)(nil)
+	_ cleaner    = (*RateLimit)(nil)
+	_ cleaner    = (*Auth)(nil)
+	_ secretUser = (*RateLimit)(nil)
+	_ secretUser = (*Auth)(nil)
+	_ secretUser = (*TokenService)(nil)
+)

@@ -144,16 +144,17 @@ func startRedisProc(t testing.TB, port int, ready func(addr string) bool, args .
 	if ready == nil {
 		ready = plainPing
 	}
-	for deadline := time.Now().Add(10 * time.Second); !ready(p.Addr); {
+	exited := false
+	if !poll(10*time.Second, 20*time.Millisecond, func() bool {
 		select {
 		case <-p.done:
-			t.Fatalf("redis-server %v exited at startup", args)
+			exited = true
+			return true
 		default:
+			return ready(p.Addr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server %v not ready", args)
-		}
-		time.Sleep(20 * time.Millisecond)
+	}) || exited {
+		t.Fatalf("redis-server %v not ready (exited: %v)", args, exited)
 	}
 	return p
 }
@@ -221,7 +222,7 @@ func startRedisCluster(t testing.TB, replicas bool) *testCluster {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	tc.URL = "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
-	waitUntil(t, 15*time.Second, "cluster state ok on every node", func() bool {
+	waitFor(t, 15*time.Second, "cluster state ok on every node", func() bool {
 		for _, n := range tc.nodes {
 			c := redis.NewClient(&redis.Options{Addr: n.Addr})
 			info, err := c.ClusterInfo(context.Background()).Result()
@@ -394,7 +395,7 @@ func TestRedisClusterSharedLimitsAndRevocations(t *testing.T) {
 		t.Fatalf("revoke on a: %v\n%s", err, out)
 	}
 	requireStatus(t, a, tok, http.StatusUnauthorized)
-	took := waitUntil(t, 300*time.Millisecond+700*time.Millisecond, "revocation reaches b", func() bool {
+	took := waitFor(t, 300*time.Millisecond+700*time.Millisecond, "revocation reaches b", func() bool {
 		return b.Get("/data", "Authorization", "Bearer "+tok).StatusCode == http.StatusUnauthorized
 	})
 	t.Logf("b refused the revoked token %v after the revocation", took)
@@ -479,7 +480,7 @@ func requireNoPasswordInConfig(t *testing.T, s *caddyServer, site, pw string) {
 		t.Fatalf("admin API config: %s", body)
 	}
 	file := filepath.Join(t.TempDir(), "Caddyfile")
-	writeFile(t, file, s.caddyfile(site))
+	writeAuthFile(t, file, s.caddyfile(site))
 	out, err := runCaddy(t, nil, "adapt", "--config", file, "--adapter", "caddyfile")
 	if err != nil {
 		t.Fatalf("caddy adapt: %v\n%s", err, out)
@@ -499,7 +500,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	primary := startRedisProc(t, pport, nil, redisBaseArgs(pport, t.TempDir())...)
 	startRedisProc(t, rport, nil, append(redisBaseArgs(rport, t.TempDir()), "--replicaof", "127.0.0.1", fmt.Sprint(pport))...)
 	conf := filepath.Join(dir, "sentinel.conf")
-	writeFile(t, conf, fmt.Sprintf(`port %d
+	writeAuthFile(t, conf, fmt.Sprintf(`port %d
 bind 127.0.0.1
 dir %s
 sentinel monitor m 127.0.0.1 %d 1
@@ -510,7 +511,7 @@ sentinel failover-timeout m 2000
 	sc := redis.NewSentinelClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", sport)})
 	defer sc.Close()
 
-	waitUntil(t, 15*time.Second, "sentinel sees the replica", func() bool {
+	waitFor(t, 15*time.Second, "sentinel sees the replica", func() bool {
 		reps, err := sc.Replicas(context.Background(), "m").Result()
 		return err == nil && len(reps) == 1 && reps[0]["master-link-status"] == "ok"
 	})
@@ -685,7 +686,7 @@ func testPKI(t *testing.T, dir string) (ca, wrongCA, cert, key string) {
 	}
 	writePEM := func(name, typ string, der []byte) string {
 		p := filepath.Join(dir, name)
-		writeFile(t, p, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
+		writeAuthFile(t, p, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
 		return p
 	}
 	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
@@ -816,7 +817,7 @@ func TestRedisACLUserPasswordSecret(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	waitUntil(t, time.Second, "subject revocation reaches b", func() bool {
+	waitFor(t, time.Second, "subject revocation reaches b", func() bool {
 		return b.Get("/data", "Authorization", "Bearer "+tok).StatusCode == http.StatusUnauthorized
 	})
 	for _, s := range []*caddyServer{a, b} {

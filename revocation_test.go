@@ -46,27 +46,6 @@ func provisionRevocation(t testing.TB, env *provisionEnv, rv *Revocation) *Revoc
 	return rv
 }
 
-// waitUntil polls cond and returns how long it took to become true; it fails
-// the test after timeout.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
-func writeFile(t testing.TB, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func countLogs(logs *observer.ObservedLogs, prefix string) int {
 	n := 0
 	for _, e := range logs.All() {
@@ -138,7 +117,7 @@ func TestRevocationDefaults(t *testing.T) {
 
 func TestRevocationFileRevokesByJTIAndSubject(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeFile(t, file, `# leaked on 2026-11-02
+	writeAuthFile(t, file, `# leaked on 2026-11-02
 jti-leaked
   jti-indented   # trailing comment
 odd#jti
@@ -210,7 +189,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	const slack = 400 * time.Millisecond
 	dir := t.TempDir()
 	file := filepath.Join(dir, "revoked.txt")
-	writeFile(t, file, "first\n")
+	writeAuthFile(t, file, "first\n")
 	env, logs := newRevocationEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{File: file, Refresh: caddy.Duration(refresh)})
 	if !rv.revoked("first", "", time.Now()) {
@@ -218,17 +197,17 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	}
 
 	// An edit in place.
-	writeFile(t, file, "first\nsecond\n")
-	took := waitUntil(t, refresh+slack, "in-place edit", func() bool { return rv.revoked("second", "", time.Now()) })
+	writeAuthFile(t, file, "first\nsecond\n")
+	took := waitFor(t, refresh+slack, "in-place edit", func() bool { return rv.revoked("second", "", time.Now()) })
 	t.Logf("in-place edit seen after %v", took)
 
 	// An atomic replace (write elsewhere, rename), as editors and Kubernetes do.
 	tmp := filepath.Join(dir, "revoked.txt.new")
-	writeFile(t, tmp, "third\n")
+	writeAuthFile(t, tmp, "third\n")
 	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
-	took = waitUntil(t, refresh+slack, "atomic replace", func() bool {
+	took = waitFor(t, refresh+slack, "atomic replace", func() bool {
 		return rv.revoked("third", "", time.Now()) && !rv.revoked("first", "", time.Now())
 	})
 	t.Logf("atomic replace seen after %v", took)
@@ -246,8 +225,8 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	}
 
 	// It comes back: read again, and that is logged once.
-	writeFile(t, file, "fourth\n")
-	waitUntil(t, refresh+slack, "file back", func() bool { return rv.revoked("fourth", "", time.Now()) })
+	writeAuthFile(t, file, "fourth\n")
+	waitFor(t, refresh+slack, "file back", func() bool { return rv.revoked("fourth", "", time.Now()) })
 	if rv.revoked("third", "", time.Now()) {
 		t.Fatal("third still revoked after the file came back without it")
 	}
@@ -259,7 +238,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 
 func TestRevocationCleanupStopsTheRefresher(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeFile(t, file, "a\n")
+	writeAuthFile(t, file, "a\n")
 	env, logs := newRevocationEnv(t)
 	rv := &Revocation{File: file, Refresh: caddy.Duration(20 * time.Millisecond)}
 	if err := rv.provision(env); err != nil {
@@ -269,7 +248,7 @@ func TestRevocationCleanupStopsTheRefresher(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := len(logs.All())
-	writeFile(t, file, "a\nb\n")
+	writeAuthFile(t, file, "a\nb\n")
 	time.Sleep(100 * time.Millisecond)
 	if rv.revoked("b", "", time.Now()) || len(logs.All()) != before {
 		t.Fatal("the file was re-read after cleanup")
@@ -318,7 +297,7 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	}
 	// Neither instance is told: each must see it from its own poll.
 	for name, rv := range map[string]*Revocation{"a": a, "b": b} {
-		took := waitUntil(t, cacheTTL+slack, "instance "+name, func() bool {
+		took := waitFor(t, cacheTTL+slack, "instance "+name, func() bool {
 			return rv.revoked("fleet-jti", "x", now) && rv.revoked("other", "fleet-client", now.Add(-time.Second))
 		})
 		t.Logf("instance %s saw the revocations after %v", name, took)
@@ -339,7 +318,7 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	if err := revocation.AddRedis(ctx, a.client, e); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, cacheTTL+slack, "stronger subject revocation", func() bool {
+	waitFor(t, cacheTTL+slack, "stronger subject revocation", func() bool {
 		return b.revoked("other", "fleet-client", time.Unix(before+50, 0))
 	})
 	got, _ := redisClient(t, r).Get(ctx, "sechard:{revoked}:sub:fleet-client").Result()
@@ -409,7 +388,7 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	}
 
 	// Without anyone deleting anything, the short entries leave Redis.
-	waitUntil(t, 5*time.Second, "short-lived keys expired", func() bool {
+	waitFor(t, 5*time.Second, "short-lived keys expired", func() bool {
 		n, _ := c.Exists(ctx, "sechard:{revoked}:jti:short-lived", "sechard:{revoked}:sub:short-client").Result()
 		return n == 0
 	})
@@ -428,10 +407,10 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	if err := revocation.AddRedis(context.Background(), rv.client, e); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, time.Second, "seen", func() bool { return rv.revoked("outage-jti", "", now) })
+	waitFor(t, time.Second, "seen", func() bool { return rv.revoked("outage-jti", "", now) })
 
 	r.Stop()
-	waitUntil(t, 2*time.Second, "outage logged", func() bool { return countLogs(logs, "revocation redis unreachable") > 0 })
+	waitFor(t, 2*time.Second, "outage logged", func() bool { return countLogs(logs, "revocation redis unreachable") > 0 })
 	time.Sleep(5 * cacheTTL)
 	if !rv.revoked("outage-jti", "", now) {
 		t.Fatal("the last known list was dropped during the outage")
@@ -448,11 +427,11 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	}
 
 	r.Start() // a fresh, empty Redis
-	waitUntil(t, 2*time.Second, "recovery logged", func() bool { return countLogs(logs, "revocation redis reachable again") == 1 })
+	waitFor(t, 2*time.Second, "recovery logged", func() bool { return countLogs(logs, "revocation redis reachable again") == 1 })
 	if err := revocation.AddRedis(context.Background(), rv.client, e); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, time.Second, "seen after recovery", func() bool { return rv.revoked("outage-jti", "", now) })
+	waitFor(t, time.Second, "seen after recovery", func() bool { return rv.revoked("outage-jti", "", now) })
 	if n := countLogs(logs, "revocation redis unreachable"); n != 1 {
 		t.Fatalf("%d outage log lines, want exactly 1", n)
 	}
@@ -501,22 +480,6 @@ func BenchmarkRevokedCacheHit(b *testing.B) {
 			}
 		}
 	})
-}
-
-// requireAuthWithRevocation skips an end-to-end test until the auth stage
-// (another branch) parses `jwt` and dispatches `revocation`: the stub on main
-// rejects every auth option. Once auth is merged, any other adapt error fails.
-func requireAuthWithRevocation(t *testing.T, site string) {
-	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "Caddyfile")
-	writeFile(t, cfg, strings.ReplaceAll(site, "{PORT}", "8080"))
-	out, err := runCaddy(t, nil, "adapt", "--config", cfg, "--adapter", "caddyfile")
-	if err != nil && strings.Contains(out, "unrecognized auth option") {
-		t.Skipf("auth stage not merged yet: %s", strings.TrimSpace(out))
-	}
-	if err != nil {
-		t.Fatalf("adapt: %v\n%s", err, out)
-	}
 }
 
 // mintToken runs `caddy sechard token` and returns the token and its jti.
@@ -570,9 +533,8 @@ func requireStatus(t *testing.T, s *caddyServer, token string, want int) {
 func TestRevocationEndToEndNextRequestIsRefused(t *testing.T) {
 	priv, pub, _ := keygen(t, "ES256")
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeFile(t, file, "# revoked tokens\n")
+	writeAuthFile(t, file, "# revoked tokens\n")
 	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
-	requireAuthWithRevocation(t, site)
 	s := startCaddy(t, site)
 
 	// Through the admin API (the CLI): the next request is refused.
@@ -588,8 +550,8 @@ func TestRevocationEndToEndNextRequestIsRefused(t *testing.T) {
 	// Through the file: refused within refresh.
 	fileTok, fileJTI := mintToken(t, priv, "service-etl")
 	requireStatus(t, s, fileTok, http.StatusOK)
-	writeFile(t, file, "# revoked tokens\n"+fileJTI+"\n")
-	waitUntil(t, time.Second, "file revocation honoured", func() bool {
+	writeAuthFile(t, file, "# revoked tokens\n"+fileJTI+"\n")
+	waitFor(t, time.Second, "file revocation honoured", func() bool {
 		return s.Get("/data", "Authorization", "Bearer "+fileTok).StatusCode == http.StatusUnauthorized
 	})
 
@@ -608,7 +570,6 @@ func TestRevocationEndToEndFleetViaRedisWithinCacheTTL(t *testing.T) {
 	priv, pub, _ := keygen(t, "EdDSA")
 	const cacheTTL = 300 * time.Millisecond
 	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tredis %s\n\t\t\t\tcache_ttl 300ms", r.URL))
-	requireAuthWithRevocation(t, site)
 	a := startCaddy(t, site)
 	b := startCaddy(t, site)
 
@@ -619,7 +580,7 @@ func TestRevocationEndToEndFleetViaRedisWithinCacheTTL(t *testing.T) {
 		t.Fatalf("revoke on a: %v\n%s", err, out)
 	}
 	requireStatus(t, a, tok, http.StatusUnauthorized) // the node posted to: at once
-	took := waitUntil(t, cacheTTL+700*time.Millisecond, "revocation reaches b", func() bool {
+	took := waitFor(t, cacheTTL+700*time.Millisecond, "revocation reaches b", func() bool {
 		return b.Get("/data", "Authorization", "Bearer "+tok).StatusCode == http.StatusUnauthorized
 	})
 	t.Logf("server b refused the token %v after the revocation", took)
@@ -702,7 +663,7 @@ func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
 	t.Run("file", func(t *testing.T) {
 		clock := t0
 		file := filepath.Join(t.TempDir(), "revoked.txt")
-		writeFile(t, file, fmt.Sprintf("sub:file-client %d\nfile-late-jti\n", t0.Unix()+1))
+		writeAuthFile(t, file, fmt.Sprintf("sub:file-client %d\nfile-late-jti\n", t0.Unix()+1))
 		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{File: file})
 		tok, late := subToken("file-client"), lateToken("file-late-jti")
 		clock = t0.Add(25 * time.Hour)
@@ -805,7 +766,7 @@ func TestRevocationFileRevokesCertificateCNWithSpaces(t *testing.T) {
 		{"sub:cn:Service", 0},
 	} {
 		file := filepath.Join(dir, "revoked.txt")
-		writeFile(t, file, tc.line+"\n")
+		writeAuthFile(t, file, tc.line+"\n")
 		a := mtlsUnitAuth(t, &clock, func(a *Auth) {
 			a.ClientCerts = append(a.ClientCerts, ClientCert{Identity: "cn:Service BI", Scopes: []string{"nl-query:read"}})
 			a.Revocation = &Revocation{File: file}
@@ -929,16 +890,15 @@ func TestRevocationRedisPasswordSecret(t *testing.T) {
 func TestRevocationEndToEndSubjectWithSpaces(t *testing.T) {
 	priv, pub, _ := keygen(t, "ES256")
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeFile(t, file, "# revoked subjects\n")
+	writeAuthFile(t, file, "# revoked subjects\n")
 	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
-	requireAuthWithRevocation(t, site)
 	s := startCaddy(t, site)
 
 	spaced, _ := mintToken(t, priv, "Service BI")
 	prefix, _ := mintToken(t, priv, "Service")
 	requireStatus(t, s, spaced, http.StatusOK)
-	writeFile(t, file, fmt.Sprintf("sub:Service BI %d  # leaked\n", time.Now().Unix()+60))
-	waitUntil(t, 2*time.Second, "subject with a space revoked", func() bool {
+	writeAuthFile(t, file, fmt.Sprintf("sub:Service BI %d  # leaked\n", time.Now().Unix()+60))
+	waitFor(t, 2*time.Second, "subject with a space revoked", func() bool {
 		return s.Get("/data", "Authorization", "Bearer "+spaced).StatusCode == http.StatusUnauthorized
 	})
 	requireStatus(t, s, prefix, http.StatusOK)
@@ -951,7 +911,6 @@ func TestRevocationEndToEndRedisPasswordSecret(t *testing.T) {
 	t.Setenv("SECHARD_T_REV_E2E_PW_FILE", "")
 	priv, pub, _ := keygen(t, "ES256")
 	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tredis redis://%s/0 password_secret SECHARD_T_REV_E2E_PW\n\t\t\t\tcache_ttl 300ms", addr))
-	requireAuthWithRevocation(t, site)
 
 	failed := startCaddy(t, site, caddyOptions{ExpectFail: true})
 	if !strings.Contains(failed.Logs(), "missing required secret: SECHARD_T_REV_E2E_PW") {

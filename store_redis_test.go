@@ -173,12 +173,7 @@ func startRedisWith(t *testing.T, opts *redis.Options, extra ...string) string {
 	}
 	cl := redis.NewClient(opts)
 	defer cl.Close()
-	for deadline := time.Now().Add(10 * time.Second); cl.Ping(context.Background()).Err() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server not ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "redis-server ready", func() bool { return cl.Ping(context.Background()).Err() == nil })
 	return addr
 }
 
@@ -326,19 +321,14 @@ func TestRateLimitRedisOutageAndRecovery(t *testing.T) {
 		m, _ := e["msg"].(string)
 		return strings.HasPrefix(m, "rate-limit store available again")
 	}
-	start := time.Now()
-	for i := 0; ; i++ {
-		s1.Get(fmt.Sprintf("/probe%d", i))
-		s2.Get(fmt.Sprintf("/probe%d", i))
-		if hasLog(s1, back) && hasLog(s2, back) {
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("sharing did not resume within 5s; logs:\n%s", s1.Logs())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("sharing resumed %v after restart", time.Since(start).Round(time.Millisecond))
+	probe := 0
+	took := waitFor(t, 5*time.Second, "sharing resumes on both instances", func() bool {
+		probe++
+		s1.Get(fmt.Sprintf("/probe%d", probe))
+		s2.Get(fmt.Sprintf("/probe%d", probe))
+		return hasLog(s1, back) && hasLog(s2, back)
+	})
+	t.Logf("sharing resumed %v after restart", took.Round(time.Millisecond))
 	if got, want := alternate("/p3", 4, s1, s2), []int{200, 200, 200, 429}; !equalInts(got, want) {
 		t.Fatalf("shared again: got %v, want %v", got, want)
 	}
