@@ -16,11 +16,14 @@ import (
 // clientKey resolves the key template for this request, with the client
 // IP as its client network (see clientNet).
 func (c *RateLimit) clientKey(ex *exchange) string {
-	if c.keyPlaceholder != "" {
+	switch c.keyPlaceholder {
+	case "":
+	case clientIPPlaceholder:
+		// The placeholder's own value, read without the replacer's walk
+		// through every placeholder provider (the default key's cost).
+		return c.clientNet(clientIP(ex.r))
+	default:
 		s, _ := ex.repl.GetString(c.keyPlaceholder)
-		if c.keyPlaceholder == clientIPPlaceholder {
-			return c.clientNet(s)
-		}
 		return s
 	}
 	if !c.keyHasClientIP {
