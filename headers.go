@@ -2,9 +2,9 @@ package sechard
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -251,11 +251,7 @@ func (c *SecurityHeaders) provision(env *provisionEnv) error {
 	}
 
 	// `set` wins over the defaults and the named options.
-	setKeys := make([]string, 0, len(c.Set))
-	for k := range c.Set {
-		setKeys = append(setKeys, k)
-	}
-	sort.Strings(setKeys)
+	setKeys := slices.Sorted(maps.Keys(c.Set))
 	seen := make(map[string]string, len(setKeys))
 	for _, k := range setKeys {
 		v := c.Set[k]
