@@ -84,17 +84,19 @@ func (a *Auth) decide(ex *exchange) decision {
 	ex.repl.Set("http.auth.user.scopes", id.boxedScopes)
 	ex.repl.Set("http.auth.user.method", id.boxedMethod)
 	ex.identity = id.subject // for rate_limit's identity budgets
-	a.metrics.authSuccess(id)
+	d := decision{Count: a.metrics.authSuccessCounter(id)}
 	switch a.AuditAllows {
 	case auditAllowsAccessLog:
+		// Not an entry of its own: the decision's fields ride on Caddy's
+		// access-log line.
 		if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil {
 			extra.Add(zap.Inline(id))
 		}
 	case auditAllowsOff:
 	default:
-		return decision{Audit: ex.auditAuth(zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")}
+		d.Audit = ex.auditAuth(zapcore.InfoLevel, "allow", "authenticated", id.method, id, nil, "")
 	}
-	return allow
+	return d
 }
 
 // authenticate finds the request's credential in precedence order and

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -15,7 +16,8 @@ import (
 // gate is one stage of the request path that may let a request go on,
 // answer it, or refuse it. Every gate (paths, cors, rate_limit,
 // token_service, auth, the identity budgets) implements it; adding one is
-// its file, a Handler field, a Caddyfile case and one line in ServeHTTP.
+// its file, a Handler field and its appendGate line, a Caddyfile case and
+// one line in ServeHTTP.
 //
 // Methods are safe on a nil receiver (a gate that is not configured), which
 // lets everything.
@@ -29,10 +31,11 @@ type gate interface {
 	// reasons lists every Reason decide can give, so each metric series
 	// exists (at 0) from the first scrape.
 	reasons() []string
-	// decide looks at the request and returns what to do with it. Its only
-	// effects on the exchange are the headers it sets for every response
-	// and what later gates read (ex.identity, ex.cors); conclude does the
-	// rest: logs, metrics, events, report mode, the response.
+	// decide looks at the request and returns what to do with it. It may
+	// change the request it passes on (paths' rewrite, auth's identity
+	// headers), set the headers every response carries, and leave what
+	// later gates read (ex.identity, ex.cors); conclude does the rest:
+	// logs, metrics, events, report mode, the response.
 	decide(ex *exchange) decision
 }
 
@@ -78,6 +81,10 @@ type decision struct {
 	// as its one gate-specific field.
 	Event      *eventKind
 	EventValue string
+	// Count is a counter this decision adds one to besides the rejection
+	// counter: an authenticated request, an issued token. Gates resolve it
+	// at provision; nil counts nothing.
+	Count prometheus.Counter
 }
 
 // allow is the decision to let a request go on.
@@ -123,13 +130,16 @@ func parseMode(d *caddyfile.Dispenser, block string) (string, error) {
 // place where decisions become log entries, metrics, events and responses,
 // and where report mode decides what happens instead.
 func (h *Handler) conclude(ex *exchange, g gate, d decision) (done bool, err error) {
-	if d.Status == 0 && d.Audit == nil {
+	if d.Status == 0 && d.Audit == nil && d.Count == nil {
 		return false, nil // the common case: nothing to record
 	}
 	return h.apply(ex, g, d)
 }
 
 func (h *Handler) apply(ex *exchange, g gate, d decision) (done bool, err error) {
+	if d.Count != nil {
+		d.Count.Inc()
+	}
 	refusal := d.Reason != ""
 	mode := modeEnforce
 	if refusal && g.mode() == modeReport {

@@ -116,14 +116,11 @@ func (t *TokenService) token(ex *exchange) decision {
 			h.Set("Sunset", t.auth.sunsetHeader)
 		}
 	}
-	if c := t.issued[id.subject]; c != nil {
-		c.Inc()
-	}
 	rec := &tokenAudit{ex: ex, issued: true, client: id.subject, method: method, scopes: joined, jti: jti, exp: claims.Expires}
 	if claims.Cnf != nil {
 		rec.cnf = claims.Cnf.X5tS256
 	}
-	return decision{Status: http.StatusOK, Answer: true, Header: h, Body: body, Audit: rec}
+	return decision{Status: http.StatusOK, Answer: true, Header: h, Body: body, Audit: rec, Count: t.issued[id.subject]}
 }
 
 // authenticateClient finds the client: a secret (an API key, named by its
