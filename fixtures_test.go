@@ -279,6 +279,68 @@ func (ti *testIssuer) sign(kid string, c map[string]any, hdr map[string]any) str
 	return ti.signRaw(alg, ti.keys[kid], jwtJSON(h), jwtJSON(c))
 }
 
+// Keys and tokens made by the built binary's CLI (caddy sechard keygen,
+// caddy sechard token).
+
+// testJWK is one key of a JWKS the CLI printed, read with the standard
+// library only.
+type testJWK struct {
+	Kty, Crv, X, Y, N, E, Kid, Alg, Use string
+}
+
+func (k *testJWK) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*k = testJWK{m["kty"], m["crv"], m["x"], m["y"], m["n"], m["e"], m["kid"], m["alg"], m["use"]}
+	return nil
+}
+
+// keygen runs `caddy sechard keygen` and returns the key paths and the JWK.
+func keygen(t *testing.T, alg string) (priv, pub string, jwk testJWK) {
+	t.Helper()
+	dir := t.TempDir()
+	priv = filepath.Join(dir, "key.pem")
+	out, err := runCaddy(t, nil, "sechard", "keygen", "--alg", alg, "--out", priv)
+	if err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	pub = filepath.Join(dir, "key.pub.pem")
+	i := strings.Index(out, "{")
+	if i < 0 {
+		t.Fatalf("no JWKS in output:\n%s", out)
+	}
+	var jwks struct{ Keys []testJWK }
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&jwks); err != nil {
+		t.Fatalf("JWKS: %v\n%s", err, out)
+	}
+	if len(jwks.Keys) != 1 {
+		t.Fatalf("JWKS has %d keys, want 1", len(jwks.Keys))
+	}
+	return priv, pub, jwks.Keys[0]
+}
+
+// mintToken runs `caddy sechard token` and returns the token and its jti.
+func mintToken(t *testing.T, key, sub string) (token, jti string) {
+	t.Helper()
+	out, err := runCaddy(t, nil, "sechard", "token", "--key", key, "--sub", sub, "--scopes", "nl-query:read", "--ttl", "2m")
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, out)
+	}
+	token = strings.TrimSpace(out)
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q", token)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	json.Unmarshal(raw, &c)
+	return token, c.JTI
+}
+
 // Provisioning for unit tests.
 
 // authTestEnv is a provisionEnv for unit tests, with a controllable clock.

@@ -2,7 +2,6 @@ package sechard
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -480,26 +479,6 @@ func BenchmarkRevokedCacheHit(b *testing.B) {
 			}
 		}
 	})
-}
-
-// mintToken runs `caddy sechard token` and returns the token and its jti.
-func mintToken(t *testing.T, key, sub string) (token, jti string) {
-	t.Helper()
-	out, err := runCaddy(t, nil, "sechard", "token", "--key", key, "--sub", sub, "--scopes", "nl-query:read", "--ttl", "2m")
-	if err != nil {
-		t.Fatalf("token: %v\n%s", err, out)
-	}
-	token = strings.TrimSpace(out)
-	var c struct {
-		JTI string `json:"jti"`
-	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("token %q", token)
-	}
-	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	json.Unmarshal(raw, &c)
-	return token, c.JTI
 }
 
 func revocationSite(pub, revocationBlock string) string {
