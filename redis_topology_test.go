@@ -6,15 +6,9 @@ package sechard
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -612,59 +606,14 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 	requireOneOutageEach(t, a, b)
 }
 
-// testPKI writes a CA and a server certificate for 127.0.0.1 signed by it,
-// plus an unrelated CA, as PEM files in dir.
-func testPKI(t *testing.T, dir string) (ca, wrongCA, cert, key string) {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	writePEM := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		writeAuthFile(t, p, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
-		return p
-	}
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		return c, k, der
-	}
-	caCert, caKey, caDER := newCA("sechard test redis CA")
-	_, _, wrongDER := newCA("some other CA")
-	sk := newKey()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano() + 1), Subject: pkix.Name{CommonName: "redis"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &sk.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writePEM("ca.pem", "CERTIFICATE", caDER), writePEM("wrong-ca.pem", "CERTIFICATE", wrongDER),
-		writePEM("redis.crt", "CERTIFICATE", der), writePEM("redis.key", "EC PRIVATE KEY", keyDER)
-}
-
 // TestRedisTLSWithCA: rediss:// with tls_ca works at the default 50ms
 // store_timeout (shared by two instances, no store error); a wrong CA, or
 // none, fails the config load with a clear error.
 func TestRedisTLSWithCA(t *testing.T) {
 	dir := t.TempDir()
-	ca, wrongCA, cert, key := testPKI(t, dir)
+	redisCA := newMTLSCA(t, dir, "redis-ca")
+	ca, wrongCA := redisCA.path, newMTLSCA(t, dir, "wrong-ca").path
+	_, _, cert, key := redisCA.issue(t, dir, "redis", mtlsCertSpec{cn: "redis", ips: []net.IP{net.ParseIP("127.0.0.1")}, server: true})
 	port := freePort(t)
 	pool := x509.NewCertPool()
 	caPEM, _ := os.ReadFile(ca)
