@@ -1,9 +1,10 @@
 package sechard
 
 // Fixtures and helpers shared by the unit and end-to-end tests: key and PEM
-// files, a token issuer, JWKs and token decoding, a per-test certificate
-// authority, and waitFor. The process harness (Caddy, upstreams, redis-server) is
-// harness_test.go.
+// files, a token issuer, keys and tokens from the CLI, JWKs and token
+// decoding, a JWKS server, a per-test certificate authority, a hand-moved
+// clock, and waitFor. The process harness (Caddy, upstreams, redis-server)
+// is harness_test.go.
 
 import (
 	"context"
@@ -23,6 +24,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -62,6 +65,29 @@ func poll(timeout, interval time.Duration, cond func() bool) bool {
 		time.Sleep(interval)
 	}
 	return true
+}
+
+// Clocks.
+
+// fakeClock is an injected clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// newFakeClock starts at a fixed time.
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // Keys and PEM files.
@@ -339,6 +365,89 @@ func mintToken(t *testing.T, key, sub string) (token, jti string) {
 	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	json.Unmarshal(raw, &c)
 	return token, c.JTI
+}
+
+// A JWKS endpoint and the keys it publishes.
+
+// jwksServer is a local JWKS endpoint whose key set the test changes.
+type jwksServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	body  string
+	delay time.Duration
+	hits  atomic.Int32
+}
+
+// startJWKSServer serves keys (JWKs) until the end of the test.
+func startJWKSServer(t *testing.T, keys ...string) *jwksServer {
+	j := &jwksServer{}
+	j.set(keys...)
+	j.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.hits.Add(1)
+		j.mu.Lock()
+		body, delay := j.body, j.delay
+		j.mu.Unlock()
+		time.Sleep(delay)
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(j.Close)
+	return j
+}
+
+// set replaces the key set served.
+func (j *jwksServer) set(keys ...string) {
+	j.mu.Lock()
+	j.body = `{"keys":[` + strings.Join(keys, ",") + `]}`
+	j.mu.Unlock()
+}
+
+// rotKey is a signing key published through the JWKS server.
+type rotKey struct {
+	kid  string
+	alg  string
+	priv any
+	jwk  string
+}
+
+// newRotKeyEC generates a P-256 (ES256) rotKey.
+func newRotKeyEC(t *testing.T, kid string) rotKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rotKey{kid: kid, alg: "ES256", priv: k, jwk: ecJWK(&k.PublicKey, kid)}
+}
+
+// newRotKeyEd generates an Ed25519 (EdDSA) rotKey.
+func newRotKeyEd(t *testing.T, kid string) rotKey {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rotKey{kid: kid, alg: "EdDSA", priv: priv, jwk: okpJWK(pub, kid)}
+}
+
+// token is a token with valid claims, issued now, signed with k.
+func (k rotKey) token() string {
+	h := jwtJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
+	return new(testIssuer).signRaw(k.alg, k.priv, h, jwtJSON(testClaims(time.Now(), nil)))
+}
+
+// jwksSite is a site whose jwt block trusts the JWKS at url, plus the jwt
+// settings in extra.
+func jwksSite(url, extra string) string {
+	return `http://127.0.0.1:{PORT} {
+	sechard {
+		auth {
+			jwt {
+				jwks_url ` + url + `
+				` + extra + `
+			}
+		}
+	}
+	respond "ok"
+}`
 }
 
 // Provisioning for unit tests.
