@@ -167,7 +167,7 @@ func TestAdminRevocationsWriteToRedis(t *testing.T) {
 	if !rv.revoked("admin-redis-jti", "", now) {
 		t.Fatal("the posting node does not honour the revocation at once")
 	}
-	c := redisClient(t, r)
+	c := redisClient(t, r.Addr)
 	ttl, err := c.TTL(t.Context(), "sechard:{revoked}:jti:admin-redis-jti").Result()
 	if err != nil || ttl <= 0 {
 		t.Fatalf("redis key TTL %v, %v; want > 0", ttl, err)

@@ -22,19 +22,6 @@ import (
 // The CLI tests run the built binary and check its output with the standard
 // library only: no code from command.go (or golang-jwt) verifies it.
 
-type testJWK struct {
-	Kty, Crv, X, Y, N, E, Kid, Alg, Use string
-}
-
-func (k *testJWK) UnmarshalJSON(b []byte) error {
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	*k = testJWK{m["kty"], m["crv"], m["x"], m["y"], m["n"], m["e"], m["kid"], m["alg"], m["use"]}
-	return nil
-}
-
 // rfc7638 computes a thumbprint by hand: the required members of the key
 // type, in lexicographic order, no whitespace (RFC 7638 section 3.2; OKP
 // members from RFC 8037 section 2).
@@ -67,30 +54,6 @@ func readPublicKey(t *testing.T, name string) crypto.PublicKey {
 		t.Fatal(err)
 	}
 	return pub
-}
-
-// keygen runs `caddy sechard keygen` and returns the key paths and the JWK.
-func keygen(t *testing.T, alg string) (priv, pub string, jwk testJWK) {
-	t.Helper()
-	dir := t.TempDir()
-	priv = filepath.Join(dir, "key.pem")
-	out, err := runCaddy(t, nil, "sechard", "keygen", "--alg", alg, "--out", priv)
-	if err != nil {
-		t.Fatalf("keygen: %v\n%s", err, out)
-	}
-	pub = filepath.Join(dir, "key.pub.pem")
-	i := strings.Index(out, "{")
-	if i < 0 {
-		t.Fatalf("no JWKS in output:\n%s", out)
-	}
-	var jwks struct{ Keys []testJWK }
-	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&jwks); err != nil {
-		t.Fatalf("JWKS: %v\n%s", err, out)
-	}
-	if len(jwks.Keys) != 1 {
-		t.Fatalf("JWKS has %d keys, want 1", len(jwks.Keys))
-	}
-	return priv, pub, jwks.Keys[0]
 }
 
 func b64(t *testing.T, s string) []byte {

@@ -1,11 +1,13 @@
 package sechard
 
 // Fixtures and helpers shared by the unit and end-to-end tests: key and PEM
-// files, JWKs and token decoding, a per-test certificate authority, and
-// waitFor. The process harness (Caddy, upstreams, redis-server) is
-// harness_test.go.
+// files, a token issuer, keys and tokens from the CLI, JWKs and token
+// decoding, a JWKS server, a per-test certificate authority, a hand-moved
+// clock, and waitFor. The process harness (Caddy, upstreams, redis-server)
+// is harness_test.go.
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -19,15 +21,25 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/sechard/sechard/internal/secrets"
 )
 
 // waitFor polls cond until it reports true and returns how long that took;
@@ -53,6 +65,29 @@ func poll(timeout, interval time.Duration, cond func() bool) bool {
 		time.Sleep(interval)
 	}
 	return true
+}
+
+// Clocks.
+
+// fakeClock is an injected clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// newFakeClock starts at a fixed time.
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // Keys and PEM files.
@@ -90,6 +125,18 @@ func pemOf(t testing.TB, key crypto.Signer, typ string) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+}
+
+// writePublicPEM writes pub as a PKIX "PUBLIC KEY" PEM file.
+func writePublicPEM(t testing.TB, path string, pub crypto.PublicKey) {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Tokens and JWKs.
@@ -132,6 +179,302 @@ func ecJWK(pub *ecdsa.PublicKey, kid string) string {
 // okpJWK renders an Ed25519 public key as a JWK.
 func okpJWK(pub ed25519.PublicKey, kid string) string {
 	return string(jwtJSON(map[string]any{"kty": "OKP", "crv": "Ed25519", "x": jwtB64(pub), "kid": kid, "alg": "EdDSA"}))
+}
+
+// testIssuer holds real keys generated for the test run, one per
+// algorithm, and signs tokens with them for real.
+type testIssuer struct {
+	dir  string
+	keys map[string]crypto.Signer // by kid
+	algs map[string]string        // kid -> alg
+	// other is an ES256 key nobody configured (a forged signature's key).
+	other *ecdsa.PrivateKey
+}
+
+var (
+	issuerOnce sync.Once
+	issuerKeys map[string]crypto.Signer
+	issuerAlgs map[string]string
+	otherKey   *ecdsa.PrivateKey
+)
+
+// newTestIssuer generates the keys once per process (RSA generation is
+// slow) and writes their public halves as PEM files under a fresh dir.
+func newTestIssuer(t testing.TB) *testIssuer {
+	t.Helper()
+	issuerOnce.Do(func() {
+		issuerKeys = map[string]crypto.Signer{}
+		issuerAlgs = map[string]string{}
+		gen := func(kid, alg string, k crypto.Signer, err error) {
+			if err != nil {
+				panic(err)
+			}
+			issuerKeys[kid], issuerAlgs[kid] = k, alg
+		}
+		k256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		gen("es256", "ES256", k256, err)
+		k384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		gen("es384", "ES384", k384, err)
+		k521, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+		gen("es512", "ES512", k521, err)
+		_, ked, err := ed25519.GenerateKey(rand.Reader)
+		gen("ed", "EdDSA", ked, err)
+		krsa, err := rsa.GenerateKey(rand.Reader, 2048)
+		gen("rs", "RS256", krsa, err)
+		otherKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	})
+	ti := &testIssuer{dir: t.TempDir(), keys: issuerKeys, algs: issuerAlgs, other: otherKey}
+	for kid, k := range ti.keys {
+		writePublicPEM(t, ti.pemPath(kid), k.Public())
+	}
+	return ti
+}
+
+func (ti *testIssuer) pemPath(kid string) string { return filepath.Join(ti.dir, kid+".pub.pem") }
+
+// jwtBlock is the Caddyfile jwt block trusting every test key.
+func (ti *testIssuer) jwtBlock(extra string) string {
+	var b strings.Builder
+	b.WriteString("jwt {\n")
+	for _, kid := range []string{"es256", "es384", "es512", "ed", "rs"} {
+		fmt.Fprintf(&b, "\t\t\t\tpublic_key %s %s\n", ti.pemPath(kid), kid)
+	}
+	b.WriteString("\t\t\t\talgorithms ES256 ES384 ES512 EdDSA RS256\n")
+	b.WriteString(extra)
+	b.WriteString("\t\t\t}\n")
+	return b.String()
+}
+
+// jwtB64 is base64url without padding, as in a JWS.
+func jwtB64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// jwtJSON marshals v, panicking on error.
+func jwtJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// testClaims returns a valid claim set issued now, plus overrides (a nil value
+// deletes the claim).
+func testClaims(now time.Time, over map[string]any) map[string]any {
+	c := map[string]any{
+		"sub":    "service-bi",
+		"iss":    "https://auth.test",
+		"aud":    "nl-query-api",
+		"iat":    now.Unix(),
+		"exp":    now.Add(time.Minute).Unix(),
+		"jti":    "jti-" + fmt.Sprint(now.UnixNano()),
+		"scopes": []string{"nl-query:read", "schema:read"},
+	}
+	for k, v := range over {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// signRaw builds a compact JWS over the exact header and payload bytes given,
+// signed for real with the key kid using alg.
+func (ti *testIssuer) signRaw(alg string, key any, header, payload []byte) string {
+	signing := jwtB64(header) + "." + jwtB64(payload)
+	sig, err := jwt.GetSigningMethod(alg).Sign(signing, key)
+	if err != nil {
+		panic(err)
+	}
+	return signing + "." + jwtB64(sig)
+}
+
+// sign signs claims with the key kid (and its algorithm), adding header
+// members from hdr.
+func (ti *testIssuer) sign(kid string, c map[string]any, hdr map[string]any) string {
+	alg := ti.algs[kid]
+	h := map[string]any{"alg": alg, "typ": "JWT", "kid": kid}
+	for k, v := range hdr {
+		if v == nil {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
+	}
+	return ti.signRaw(alg, ti.keys[kid], jwtJSON(h), jwtJSON(c))
+}
+
+// Keys and tokens made by the built binary's CLI (caddy sechard keygen,
+// caddy sechard token).
+
+// testJWK is one key of a JWKS the CLI printed, read with the standard
+// library only.
+type testJWK struct {
+	Kty, Crv, X, Y, N, E, Kid, Alg, Use string
+}
+
+func (k *testJWK) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*k = testJWK{m["kty"], m["crv"], m["x"], m["y"], m["n"], m["e"], m["kid"], m["alg"], m["use"]}
+	return nil
+}
+
+// keygen runs `caddy sechard keygen` and returns the key paths and the JWK.
+func keygen(t *testing.T, alg string) (priv, pub string, jwk testJWK) {
+	t.Helper()
+	dir := t.TempDir()
+	priv = filepath.Join(dir, "key.pem")
+	out, err := runCaddy(t, nil, "sechard", "keygen", "--alg", alg, "--out", priv)
+	if err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	pub = filepath.Join(dir, "key.pub.pem")
+	i := strings.Index(out, "{")
+	if i < 0 {
+		t.Fatalf("no JWKS in output:\n%s", out)
+	}
+	var jwks struct{ Keys []testJWK }
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&jwks); err != nil {
+		t.Fatalf("JWKS: %v\n%s", err, out)
+	}
+	if len(jwks.Keys) != 1 {
+		t.Fatalf("JWKS has %d keys, want 1", len(jwks.Keys))
+	}
+	return priv, pub, jwks.Keys[0]
+}
+
+// mintToken runs `caddy sechard token` and returns the token and its jti.
+func mintToken(t *testing.T, key, sub string) (token, jti string) {
+	t.Helper()
+	out, err := runCaddy(t, nil, "sechard", "token", "--key", key, "--sub", sub, "--scopes", "nl-query:read", "--ttl", "2m")
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, out)
+	}
+	token = strings.TrimSpace(out)
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q", token)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	json.Unmarshal(raw, &c)
+	return token, c.JTI
+}
+
+// A JWKS endpoint and the keys it publishes.
+
+// jwksServer is a local JWKS endpoint whose key set the test changes.
+type jwksServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	body  string
+	delay time.Duration
+	hits  atomic.Int32
+}
+
+// startJWKSServer serves keys (JWKs) until the end of the test.
+func startJWKSServer(t *testing.T, keys ...string) *jwksServer {
+	j := &jwksServer{}
+	j.set(keys...)
+	j.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.hits.Add(1)
+		j.mu.Lock()
+		body, delay := j.body, j.delay
+		j.mu.Unlock()
+		time.Sleep(delay)
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(j.Close)
+	return j
+}
+
+// set replaces the key set served.
+func (j *jwksServer) set(keys ...string) {
+	j.mu.Lock()
+	j.body = `{"keys":[` + strings.Join(keys, ",") + `]}`
+	j.mu.Unlock()
+}
+
+// rotKey is a signing key published through the JWKS server.
+type rotKey struct {
+	kid  string
+	alg  string
+	priv any
+	jwk  string
+}
+
+// newRotKeyEC generates a P-256 (ES256) rotKey.
+func newRotKeyEC(t *testing.T, kid string) rotKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rotKey{kid: kid, alg: "ES256", priv: k, jwk: ecJWK(&k.PublicKey, kid)}
+}
+
+// newRotKeyEd generates an Ed25519 (EdDSA) rotKey.
+func newRotKeyEd(t *testing.T, kid string) rotKey {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rotKey{kid: kid, alg: "EdDSA", priv: priv, jwk: okpJWK(pub, kid)}
+}
+
+// token is a token with valid claims, issued now, signed with k.
+func (k rotKey) token() string {
+	h := jwtJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
+	return new(testIssuer).signRaw(k.alg, k.priv, h, jwtJSON(testClaims(time.Now(), nil)))
+}
+
+// jwksSite is a site whose jwt block trusts the JWKS at url, plus the jwt
+// settings in extra.
+func jwksSite(url, extra string) string {
+	return `http://127.0.0.1:{PORT} {
+	sechard {
+		auth {
+			jwt {
+				jwks_url ` + url + `
+				` + extra + `
+			}
+		}
+	}
+	respond "ok"
+}`
+}
+
+// Provisioning for unit tests.
+
+// authTestEnv is a provisionEnv for unit tests, with a controllable clock.
+func authTestEnv(t testing.TB, now func() time.Time, values map[string]string) *provisionEnv {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	sv := secrets.Values{}
+	for k, v := range values {
+		sv[k] = secrets.New(v)
+	}
+	return &provisionEnv{Context: ctx, logger: zap.NewNop(), secrets: sv, now: now}
+}
+
+// fuzzAuth is the fuzz targets' Auth: one API key (secret K, value
+// "the-key") and the issuer's es256 and ed keys, on a fixed clock.
+func fuzzAuth(tb testing.TB, ti *testIssuer, now time.Time) *Auth {
+	a := &Auth{
+		APIKeys: []APIKey{{Secret: "K", Scopes: []string{"x"}}},
+		JWT:     &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}, {File: ti.pemPath("ed"), KID: "ed"}}},
+	}
+	if err := a.provision(authTestEnv(tb, func() time.Time { return now }, map[string]string{"K": "the-key"})); err != nil {
+		tb.Fatal(err)
+	}
+	return a
 }
 
 // Certificates.

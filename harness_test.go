@@ -2,11 +2,13 @@ package sechard
 
 // The end-to-end harness: tests run the real Caddy binary built from
 // ./cmd/caddy, each on its own free ports, so they never collide with a
-// developer's Caddy or with each other.
+// developer's Caddy or with each other. Redis tests run real redis-server
+// processes the same way (startRedis).
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 var (
@@ -488,10 +492,11 @@ func requireTool(t testing.TB, names ...string) string {
 	return ""
 }
 
-// redisServer is a real redis-server process on a free loopback port.
+// redisServer is a real redis-server (or Sentinel) process on loopback.
 type redisServer struct {
 	t    testing.TB
 	bin  string
+	opts redisOptions
 	Port int
 	Addr string // 127.0.0.1:port
 	URL  string // redis://127.0.0.1:port/0
@@ -499,44 +504,85 @@ type redisServer struct {
 	done chan struct{}
 }
 
-// startRedis starts a fresh, empty, non-persistent redis-server for the test.
-func startRedis(t testing.TB) *redisServer {
+// redisOptions tune startRedis.
+type redisOptions struct {
+	// Port is the port to serve on; 0 picks a free one.
+	Port int
+	// Extra are arguments added after the default command line (a fresh,
+	// empty, non-persistent server on Port, bound to 127.0.0.1).
+	Extra []string
+	// Args, when set, are the whole command line instead of the default
+	// one: they name the port (Port) and everything else themselves.
+	Args []string
+	// Ready reports whether the server at addr (127.0.0.1:Port) answers;
+	// nil: a plain PING answers PONG.
+	Ready func(addr string) bool
+}
+
+// startRedis starts a redis-server for the test, by default a fresh, empty,
+// non-persistent one on a free port, and waits until it answers. It is
+// killed at the end of the test.
+func startRedis(t testing.TB, opts ...redisOptions) *redisServer {
 	t.Helper()
-	r := &redisServer{t: t, bin: requireTool(t, "redis-server"), Port: freePort(t)}
+	r := &redisServer{t: t, bin: requireTool(t, "redis-server")}
+	if len(opts) > 0 {
+		r.opts = opts[0]
+	}
+	r.Port = r.opts.Port
+	if r.Port == 0 {
+		r.Port = freePort(t)
+	}
 	r.Addr = fmt.Sprintf("127.0.0.1:%d", r.Port)
 	r.URL = "redis://" + r.Addr + "/0"
-	r.Start()
 	t.Cleanup(r.Stop)
+	r.Start()
 	return r
 }
 
-// Start (re)starts the server on the same port and waits until it answers.
+// startRedisWithPassword starts a fresh redis-server that requires password.
+func startRedisWithPassword(t testing.TB, password string) *redisServer {
+	t.Helper()
+	return startRedis(t, redisOptions{
+		Extra: []string{"--requirepass", password},
+		Ready: redisPingsWith(&redis.Options{Password: password}),
+	})
+}
+
+// Start (re)starts the server on the same port and waits until it answers;
+// it fails the test if the process exits first.
 func (r *redisServer) Start() {
 	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", fmt.Sprint(r.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.t.TempDir())
+	args := r.opts.Args
+	if args == nil {
+		args = append([]string{"--port", fmt.Sprint(r.Port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", r.t.TempDir()}, r.opts.Extra...)
+	}
+	r.cmd = exec.Command(r.bin, args...)
 	r.done = make(chan struct{})
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
 	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(r.cmd, r.done)
-	pong := func() bool {
-		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		fmt.Fprint(c, "PING\r\n")
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		return strings.HasPrefix(line, "+PONG")
+	ready := r.opts.Ready
+	if ready == nil {
+		ready = redisPing
 	}
-	if !poll(10*time.Second, 20*time.Millisecond, pong) {
-		r.t.Fatalf("redis-server on %s not ready", r.Addr)
+	exited := false
+	if !poll(10*time.Second, 20*time.Millisecond, func() bool {
+		select {
+		case <-r.done:
+			exited = true
+			return true
+		default:
+			return ready(r.Addr)
+		}
+	}) || exited {
+		r.t.Fatalf("redis-server %v on %s not ready (exited: %v)", args, r.Addr, exited)
 	}
 }
 
-// Stop kills the server (idempotent): an outage, as far as clients can tell.
+// Stop kills the server (idempotent): an outage, or a crash, as far as
+// clients can tell.
 func (r *redisServer) Stop() {
 	if r.cmd == nil {
 		return
@@ -547,4 +593,41 @@ func (r *redisServer) Stop() {
 		r.cmd.Process.Kill()
 		<-r.done
 	}
+}
+
+// redisPing reports whether the server at addr answers a plain PING (no
+// AUTH, no TLS) with PONG.
+func redisPing(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	fmt.Fprint(c, "PING\r\n")
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.HasPrefix(line, "+PONG")
+}
+
+// redisPingsWith is a Ready check for servers a plain PING cannot reach
+// (password, TLS, unix socket): a client with opts answers PING. opts.Addr
+// defaults to the server's address.
+func redisPingsWith(opts *redis.Options) func(addr string) bool {
+	return func(addr string) bool {
+		o := *opts
+		if o.Addr == "" {
+			o.Addr = addr
+		}
+		c := redis.NewClient(&o)
+		defer c.Close()
+		return c.Ping(context.Background()).Err() == nil
+	}
+}
+
+// redisClient returns a plain client for inspecting a test Redis at addr,
+// closed at the end of the test.
+func redisClient(t testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c
 }

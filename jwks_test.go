@@ -2,92 +2,11 @@ package sechard
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// jwksServer is a local JWKS endpoint whose key set the test changes.
-type jwksServer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	body  string
-	delay time.Duration
-	hits  atomic.Int32
-}
-
-func startJWKSServer(t *testing.T, keys ...string) *jwksServer {
-	j := &jwksServer{}
-	j.set(keys...)
-	j.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j.hits.Add(1)
-		j.mu.Lock()
-		body, delay := j.body, j.delay
-		j.mu.Unlock()
-		time.Sleep(delay)
-		w.Header().Set("Content-Type", "application/jwk-set+json")
-		w.Write([]byte(body))
-	}))
-	t.Cleanup(j.Close)
-	return j
-}
-
-func (j *jwksServer) set(keys ...string) {
-	j.mu.Lock()
-	j.body = `{"keys":[` + strings.Join(keys, ",") + `]}`
-	j.mu.Unlock()
-}
-
-// rotKey is a signing key published through the JWKS server.
-type rotKey struct {
-	kid  string
-	alg  string
-	priv any
-	jwk  string
-}
-
-func newRotKeyEC(t *testing.T, kid string) rotKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rotKey{kid: kid, alg: "ES256", priv: k, jwk: ecJWK(&k.PublicKey, kid)}
-}
-
-func newRotKeyEd(t *testing.T, kid string) rotKey {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rotKey{kid: kid, alg: "EdDSA", priv: priv, jwk: okpJWK(pub, kid)}
-}
-
-func (k rotKey) token() string {
-	h := jwtJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
-	return new(testIssuer).signRaw(k.alg, k.priv, h, jwtJSON(testClaims(time.Now(), nil)))
-}
-
-func jwksSite(url, extra string) string {
-	return `http://127.0.0.1:{PORT} {
-	sechard {
-		auth {
-			jwt {
-				jwks_url ` + url + `
-				` + extra + `
-			}
-		}
-	}
-	respond "ok"
-}`
-}
 
 func TestAuthJWKSRotation(t *testing.T) {
 	a, b, c := newRotKeyEC(t, "key-a"), newRotKeyEd(t, "key-b"), newRotKeyEC(t, "key-c")

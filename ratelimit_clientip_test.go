@@ -203,7 +203,7 @@ func TestRateLimitRedisIPv6ClientsCountPerPrefix(t *testing.T) {
 	if want := []int{200, 200, 429, 200}; !equalInts(got, want) {
 		t.Fatalf("statuses %v, want %v", got, want)
 	}
-	if n, err := inspect(t, r.Addr).DBSize(context.Background()).Result(); err != nil || n != 2 {
+	if n, err := redisClient(t, r.Addr).DBSize(context.Background()).Result(); err != nil || n != 2 {
 		t.Fatalf("Redis holds %d keys (%v), want 2: one per /64", n, err)
 	}
 }

@@ -274,7 +274,7 @@ func TestIdentityRedisOnStoreError(t *testing.T) {
 	if got, want := statusesAs(c, "10.0.0.1", "svc", "/x", 3), []int{200, 200, 429}; !equalInts(got, want) {
 		t.Fatalf("through redis: %v, want %v", got, want)
 	}
-	keys, err := inspect(t, r.Addr).Keys(context.Background(), "sechard:rl:id:*").Result()
+	keys, err := redisClient(t, r.Addr).Keys(context.Background(), "sechard:rl:id:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("redis keys %v (%v), want one identity key", keys, err)
 	}

@@ -5,17 +5,10 @@ package sechard
 // the commands sechard needs. Every server is started by the test.
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -121,66 +114,6 @@ func TestRedisClusterOnPlainServerFailsLoad(t *testing.T) {
 	}
 }
 
-// redisProc is one redis-server (or sentinel) process started by a test.
-type redisProc struct {
-	Port int
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startRedisProc runs redis-server with args on a free port (added here)
-// and waits until ready reports true (nil: a plain PING answers).
-func startRedisProc(t testing.TB, port int, ready func(addr string) bool, args ...string) *redisProc {
-	t.Helper()
-	bin := requireTool(t, "redis-server")
-	p := &redisProc{Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.Kill)
-	if ready == nil {
-		ready = plainPing
-	}
-	exited := false
-	if !poll(10*time.Second, 20*time.Millisecond, func() bool {
-		select {
-		case <-p.done:
-			exited = true
-			return true
-		default:
-			return ready(p.Addr)
-		}
-	}) || exited {
-		t.Fatalf("redis-server %v not ready (exited: %v)", args, exited)
-	}
-	return p
-}
-
-func plainPing(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	fmt.Fprint(c, "PING\r\n")
-	c.SetReadDeadline(time.Now().Add(time.Second))
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return strings.HasPrefix(line, "+PONG")
-}
-
-// Kill ends the process at once (idempotent): a crash, as clients see it.
-func (p *redisProc) Kill() {
-	select {
-	case <-p.done:
-	default:
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // redisBaseArgs are the arguments every test server gets.
 func redisBaseArgs(port int, dir string) []string {
 	return []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
@@ -189,7 +122,7 @@ func redisBaseArgs(port int, dir string) []string {
 
 // testCluster is a 3-master Redis Cluster on loopback.
 type testCluster struct {
-	nodes []*redisProc
+	nodes []*redisServer
 	URL   string // redis://seed?addr=…&addr=…
 }
 
@@ -212,7 +145,7 @@ func startRedisCluster(t testing.TB, replicas bool) *testCluster {
 		args := append(redisBaseArgs(port, dir), "--cluster-enabled", "yes",
 			"--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port),
 			"--cluster-port", fmt.Sprint(freePort(t)), "--cluster-node-timeout", "1000")
-		n := startRedisProc(t, port, nil, args...)
+		n := startRedis(t, redisOptions{Port: port, Args: args})
 		tc.nodes = append(tc.nodes, n)
 		addrs = append(addrs, n.Addr)
 	}
@@ -434,7 +367,7 @@ func TestRedisClusterSharedLimitsAndRevocations(t *testing.T) {
 // versions (keys without the hash tag) keep applying on one server.
 func TestRevocationRedisLegacyLayoutStillRead(t *testing.T) {
 	r := startRedis(t)
-	c := redisClient(t, r)
+	c := redisClient(t, r.Addr)
 	ctx := context.Background()
 	now := time.Now()
 	exp := now.Unix() + 600
@@ -497,8 +430,8 @@ func requireNoPasswordInConfig(t *testing.T, s *caddyServer, site, pw string) {
 func TestRedisSentinelFailover(t *testing.T) {
 	dir := t.TempDir()
 	pport, rport, sport := freePort(t), freePort(t), freePort(t)
-	primary := startRedisProc(t, pport, nil, redisBaseArgs(pport, t.TempDir())...)
-	startRedisProc(t, rport, nil, append(redisBaseArgs(rport, t.TempDir()), "--replicaof", "127.0.0.1", fmt.Sprint(pport))...)
+	primary := startRedis(t, redisOptions{Port: pport, Args: redisBaseArgs(pport, t.TempDir())})
+	startRedis(t, redisOptions{Port: rport, Args: append(redisBaseArgs(rport, t.TempDir()), "--replicaof", "127.0.0.1", fmt.Sprint(pport))})
 	conf := filepath.Join(dir, "sentinel.conf")
 	writeAuthFile(t, conf, fmt.Sprintf(`port %d
 bind 127.0.0.1
@@ -507,7 +440,7 @@ sentinel monitor m 127.0.0.1 %d 1
 sentinel down-after-milliseconds m 1000
 sentinel failover-timeout m 2000
 `, sport, dir, pport))
-	startRedisProc(t, sport, nil, conf, "--sentinel")
+	startRedis(t, redisOptions{Port: sport, Args: []string{conf, "--sentinel"}})
 	sc := redis.NewSentinelClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", sport)})
 	defer sc.Close()
 
@@ -536,7 +469,7 @@ sentinel failover-timeout m 2000
 	stopLoad := steadyLoad(a, b)
 	time.Sleep(300 * time.Millisecond)
 	killed := time.Now()
-	primary.Kill()
+	primary.Stop()
 
 	// Shared again: a fresh client alternating between a and b is limited
 	// once, at the configured count.
@@ -630,7 +563,7 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 	if got, want := alternateClient("before", "/x", 4, a, b), []int{200, 200, 200, 429}; !equalInts(got, want) {
 		t.Fatalf("before: got %v, want %v", got, want)
 	}
-	var victim *redisProc
+	var victim *redisServer
 	tc.eachNode(t, func(addr string, c *redis.Client) {
 		if victim == nil {
 			if role, _ := c.Do(context.Background(), "role").Slice(); len(role) > 0 && role[0] == "master" {
@@ -645,7 +578,7 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 	stopLoad := steadyLoad(a, b)
 	time.Sleep(300 * time.Millisecond)
 	killed := time.Now()
-	victim.Kill()
+	victim.Stop()
 	for countMsg(a, "rate-limit store available again") == 0 || countMsg(b, "rate-limit store available again") == 0 {
 		if time.Since(killed) > 15*time.Second {
 			stopLoad()
@@ -673,70 +606,25 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 	requireOneOutageEach(t, a, b)
 }
 
-// testPKI writes a CA and a server certificate for 127.0.0.1 signed by it,
-// plus an unrelated CA, as PEM files in dir.
-func testPKI(t *testing.T, dir string) (ca, wrongCA, cert, key string) {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	writePEM := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		writeAuthFile(t, p, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
-		return p
-	}
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		return c, k, der
-	}
-	caCert, caKey, caDER := newCA("sechard test redis CA")
-	_, _, wrongDER := newCA("some other CA")
-	sk := newKey()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano() + 1), Subject: pkix.Name{CommonName: "redis"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &sk.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writePEM("ca.pem", "CERTIFICATE", caDER), writePEM("wrong-ca.pem", "CERTIFICATE", wrongDER),
-		writePEM("redis.crt", "CERTIFICATE", der), writePEM("redis.key", "EC PRIVATE KEY", keyDER)
-}
-
 // TestRedisTLSWithCA: rediss:// with tls_ca works at the default 50ms
 // store_timeout (shared by two instances, no store error); a wrong CA, or
 // none, fails the config load with a clear error.
 func TestRedisTLSWithCA(t *testing.T) {
 	dir := t.TempDir()
-	ca, wrongCA, cert, key := testPKI(t, dir)
+	redisCA := newMTLSCA(t, dir, "redis-ca")
+	ca, wrongCA := redisCA.path, newMTLSCA(t, dir, "wrong-ca").path
+	_, _, cert, key := redisCA.issue(t, dir, "redis", mtlsCertSpec{cn: "redis", ips: []net.IP{net.ParseIP("127.0.0.1")}, server: true})
 	port := freePort(t)
 	pool := x509.NewCertPool()
 	caPEM, _ := os.ReadFile(ca)
 	pool.AppendCertsFromPEM(caPEM)
-	startRedisProc(t, port, func(addr string) bool {
-		c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: tlsConfigFor(pool), Protocol: 2})
-		defer c.Close()
-		return c.Ping(context.Background()).Err() == nil
-	}, "--port", "0", "--tls-port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca,
-		"--tls-auth-clients", "no")
+	startRedis(t, redisOptions{
+		Port: port,
+		Args: []string{"--port", "0", "--tls-port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", t.TempDir(), "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca,
+			"--tls-auth-clients", "no"},
+		Ready: redisPingsWith(&redis.Options{TLSConfig: tlsConfigFor(pool), Protocol: 2}),
+	})
 	url := fmt.Sprintf("rediss://127.0.0.1:%d/0", port)
 	site := func(extra string) string {
 		return `http://127.0.0.1:{PORT} {
@@ -793,7 +681,7 @@ func TestRedisTLSWithCA(t *testing.T) {
 func TestRedisACLUserPasswordSecret(t *testing.T) {
 	r := startRedis(t)
 	const pw = "acl-user-pw-Zk81"
-	admin := inspect(t, r.Addr)
+	admin := redisClient(t, r.Addr)
 	if err := aclSetUser(context.Background(), admin, "sechard", pw); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package sechard
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -260,13 +258,6 @@ func TestRevocationCleanupStopsTheRefresher(t *testing.T) {
 	}
 }
 
-// redisClient returns a plain client for inspecting the test Redis.
-func redisClient(t testing.TB, r *redisServer) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	r := startRedis(t)
 	const cacheTTL = 200 * time.Millisecond
@@ -321,7 +312,7 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	waitFor(t, cacheTTL+slack, "stronger subject revocation", func() bool {
 		return b.revoked("other", "fleet-client", time.Unix(before+50, 0))
 	})
-	got, _ := redisClient(t, r).Get(ctx, "sechard:{revoked}:sub:fleet-client").Result()
+	got, _ := redisClient(t, r.Addr).Get(ctx, "sechard:{revoked}:sub:fleet-client").Result()
 	if got != fmt.Sprint(later) {
 		t.Fatalf("subject key holds %q, want the latest time %d", got, later)
 	}
@@ -331,7 +322,7 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	r := startRedis(t)
 	env, _ := newRevocationEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL})
-	c := redisClient(t, r)
+	c := redisClient(t, r.Addr)
 	ctx := context.Background()
 	now := time.Now()
 
@@ -480,26 +471,6 @@ func BenchmarkRevokedCacheHit(b *testing.B) {
 			}
 		}
 	})
-}
-
-// mintToken runs `caddy sechard token` and returns the token and its jti.
-func mintToken(t *testing.T, key, sub string) (token, jti string) {
-	t.Helper()
-	out, err := runCaddy(t, nil, "sechard", "token", "--key", key, "--sub", sub, "--scopes", "nl-query:read", "--ttl", "2m")
-	if err != nil {
-		t.Fatalf("token: %v\n%s", err, out)
-	}
-	token = strings.TrimSpace(out)
-	var c struct {
-		JTI string `json:"jti"`
-	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("token %q", token)
-	}
-	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	json.Unmarshal(raw, &c)
-	return token, c.JTI
 }
 
 func revocationSite(pub, revocationBlock string) string {
@@ -718,7 +689,7 @@ func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
 			fmt.Sprintf(`{"jti": "redis-late-jti", "exp": %d}`, lateExp.Unix())); status != http.StatusOK {
 			t.Fatalf("POST jti of a token still accepted within leeway: %d %s", status, body)
 		}
-		c := redisClient(t, r)
+		c := redisClient(t, r.Addr)
 		ctx := context.Background()
 		now := time.Now()
 		for key, want := range map[string]time.Duration{
@@ -858,7 +829,7 @@ func TestRevocationRedisPasswordSecret(t *testing.T) {
 	})
 
 	t.Run("redis with requirepass", func(t *testing.T) {
-		addr := startRedisWithPassword(t, pw)
+		addr := startRedisWithPassword(t, pw).Addr
 		t.Setenv("SECHARD_T_REV_PW", pw)
 		ctx, cancel := newTestContext()
 		defer cancel()
@@ -906,7 +877,7 @@ func TestRevocationEndToEndSubjectWithSpaces(t *testing.T) {
 
 func TestRevocationEndToEndRedisPasswordSecret(t *testing.T) {
 	const pw = "s3cret-revocation-e2e"
-	addr := startRedisWithPassword(t, pw)
+	addr := startRedisWithPassword(t, pw).Addr
 	t.Setenv("SECHARD_T_REV_E2E_PW", "")
 	t.Setenv("SECHARD_T_REV_E2E_PW_FILE", "")
 	priv, pub, _ := keygen(t, "ES256")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,12 +31,6 @@ func newRedisRateLimit(t testing.TB, body string, values secrets.Values) (*RateL
 	core, logs := observer.New(zapcore.DebugLevel)
 	provisionTestRateLimit(t, c, time.Now, zap.New(core), values)
 	return c, logs
-}
-
-func inspect(t testing.TB, addr string) *redis.Client {
-	cl := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { cl.Close() })
-	return cl
 }
 
 // TestRateLimitRedisMatchesMemory: the same request sequence gets the same
@@ -86,7 +79,7 @@ func TestRateLimitRedisKeysHashTaggedAndExpiring(t *testing.T) {
 	if st := hit(c, "10.0.0.1", "/"+strings.Repeat("p", 10000)).status; st != 200 {
 		t.Fatal(st)
 	}
-	cl := inspect(t, r.Addr)
+	cl := redisClient(t, r.Addr)
 	ctx := context.Background()
 	keys, err := cl.Keys(ctx, "sechard:rl:*").Result()
 	if err != nil || len(keys) != 2 {
@@ -155,36 +148,13 @@ func TestRateLimitRedisOnStoreError(t *testing.T) {
 	}
 }
 
-// startRedisWith starts a redis-server with extra arguments and waits until
-// a client with opts answers; it returns the TCP address.
-func startRedisWith(t *testing.T, opts *redis.Options, extra ...string) string {
-	bin := requireTool(t, "redis-server")
-	port := freePort(t)
-	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir()}, extra...)
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if opts.Addr == "" {
-		opts.Addr = addr
-	}
-	cl := redis.NewClient(opts)
-	defer cl.Close()
-	waitFor(t, 10*time.Second, "redis-server ready", func() bool { return cl.Ping(context.Background()).Err() == nil })
-	return addr
-}
-
-func startRedisWithPassword(t *testing.T, password string) string {
-	return startRedisWith(t, &redis.Options{Password: password}, "--requirepass", password)
-}
-
 // TestRateLimitRedisUnixSocketAndDB: a unix:// URL with a DB number.
 func TestRateLimitRedisUnixSocketAndDB(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "redis.sock")
-	startRedisWith(t, &redis.Options{Network: "unix", Addr: sock}, "--unixsocket", sock)
+	startRedis(t, redisOptions{
+		Extra: []string{"--unixsocket", sock},
+		Ready: redisPingsWith(&redis.Options{Network: "unix", Addr: sock}),
+	})
 	c, logs := newRedisRateLimit(t, "rate 1/1m\nstore redis unix://"+sock+"?db=3", nil)
 	if got := []int{hit(c, "10.0.0.1", "/x").status, hit(c, "10.0.0.1", "/x").status}; !equalInts(got, []int{200, 429}) {
 		t.Fatalf("got %v; logs %v", got, logs.All())
@@ -200,7 +170,7 @@ func TestRateLimitRedisUnixSocketAndDB(t *testing.T) {
 // neither ever appears in logs.
 func TestRateLimitRedisPassword(t *testing.T) {
 	const pw = "s3cret-redis-pw"
-	addr := startRedisWithPassword(t, pw)
+	addr := startRedisWithPassword(t, pw).Addr
 
 	c, logs := newRedisRateLimit(t, "rate 1/1m\nstore redis redis://"+addr+"/0 password_secret REDIS_PW",
 		secrets.Values{"REDIS_PW": secrets.New(pw)})
