@@ -43,12 +43,8 @@ func (a *Auth) provision(env *provisionEnv) error {
 	a.metrics = env.metrics
 	a.metrics.provisionAuth(a.keyHolders()) // one auth-success series per API-key holder, jwt and mtls
 
-	if err := checkAuditAllows(a.AuditAllows); err != nil {
-		return err
-	}
-	if err := checkPhase(a.Phase); err != nil {
-		return err
-	}
+	// The block's own rules, all reported together.
+	errs := []error{checkAuditAllows(a.AuditAllows), checkPhase(a.Phase)}
 	a.Phase = cmp.Or(a.Phase, phaseDual)
 
 	// Canonical, so the request path never canonicalizes (and allocates)
@@ -58,27 +54,23 @@ func (a *Auth) provision(env *provisionEnv) error {
 	if reqID == "" {
 		reqID = (*RequestID)(nil).headerName()
 	}
-	if err := checkAPIKeyHeader(a.keyHeader, reqID); err != nil {
-		return err
-	}
+	errs = append(errs, checkAPIKeyHeader(a.keyHeader, reqID), a.provisionDates())
 
-	if err := a.provisionDates(); err != nil {
-		return err
-	}
-
-	// API keys: digests of every key, and no two holders with one value.
+	// API keys: named, once each, resolved.
 	seen := make(map[string]bool, len(a.APIKeys))
 	for _, k := range a.APIKeys {
-		if k.Secret == "" {
-			return errors.New("api_key: a secret name is required")
-		}
-		if seen[k.Secret] {
-			return fmt.Errorf("api_key %s configured twice", k.Secret)
+		switch _, ok := env.secrets[k.Secret]; {
+		case k.Secret == "":
+			errs = append(errs, errors.New("api_key: a secret name is required"))
+		case seen[k.Secret]:
+			errs = append(errs, fmt.Errorf("api_key %s configured twice", k.Secret))
+		case !ok:
+			errs = append(errs, fmt.Errorf("missing required secret: %s", k.Secret))
 		}
 		seen[k.Secret] = true
-		if _, ok := env.secrets[k.Secret]; !ok {
-			return fmt.Errorf("missing required secret: %s", k.Secret)
-		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	a.apiKeys = newAPIKeySet(a.APIKeys, env.secrets)
 	for i := range a.apiKeys.digests {

@@ -1,6 +1,7 @@
 package sechard
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,42 +177,41 @@ func (t *TokenService) provision(env *provisionEnv) error {
 	}
 	t.auth, t.now, t.metrics = auth, env.now, env.metrics
 	t.audit = env.logger.Named("audit")
+	// The block's own rules, all reported together.
+	var errs []error
 	if err := checkIssuer(t.Issuer); err != nil {
-		return fmt.Errorf("issuer: %v", err)
+		errs = append(errs, fmt.Errorf("issuer: %v", err))
 	}
 	if len(t.Audience) == 0 {
-		return errors.New("audience is required")
+		errs = append(errs, errors.New("audience is required"))
 	}
+	t.path = cmp.Or(t.Path, defaultTokenPath)
+	if !strings.HasPrefix(t.path, "/") {
+		errs = append(errs, fmt.Errorf("path must start with /, got %q", t.path))
+	}
+	leeway, maxTTL := defaultLeeway, defaultMaxTTL
+	if auth.jwt != nil {
+		leeway, maxTTL = auth.jwt.Leeway(), auth.jwt.MaxTTL()
+	}
+	t.ttl = cmp.Or(time.Duration(t.TTL), defaultTokenTTL)
+	if t.ttl < 0 || t.ttl > maxTTL {
+		errs = append(errs, fmt.Errorf("ttl %s must be positive and not longer than auth's jwt max_ttl (%s)", t.ttl, maxTTL))
+	}
+	if len(t.SigningKeys) == 0 {
+		errs = append(errs, errors.New("signing_key is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
 	t.audience = t.Audience[0]
 	if len(t.Audience) > 1 {
 		t.audience = t.Audience
-	}
-	t.path = t.Path
-	if t.path == "" {
-		t.path = defaultTokenPath
-	}
-	if !strings.HasPrefix(t.path, "/") {
-		return fmt.Errorf("path must start with /, got %q", t.path)
 	}
 	t.jwksPath = jwksWellKnown
 	issuer, _ := url.Parse(t.Issuer)
 	t.metadataPath = metadataWellKnown + strings.TrimSuffix(issuer.EscapedPath(), "/") // RFC 8414 §3
 
-	leeway, maxTTL := defaultLeeway, defaultMaxTTL
-	if auth.jwt != nil {
-		leeway, maxTTL = auth.jwt.Leeway(), auth.jwt.MaxTTL()
-	}
-	t.ttl = time.Duration(t.TTL)
-	if t.ttl == 0 {
-		t.ttl = defaultTokenTTL
-	}
-	if t.ttl < 0 || t.ttl > maxTTL {
-		return fmt.Errorf("ttl %s must be positive and not longer than auth's jwt max_ttl (%s)", t.ttl, maxTTL)
-	}
-
-	if len(t.SigningKeys) == 0 {
-		return errors.New("signing_key is required")
-	}
 	var keys []*jwtverify.Key
 	var jwks jwkset.JWKSMarshal
 	for i, name := range t.SigningKeys {
