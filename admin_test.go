@@ -93,7 +93,7 @@ func TestAdminRevocationsWithoutActiveListIsAConflict(t *testing.T) {
 
 func TestAdminRevocationsAddLocallyWithoutRedis(t *testing.T) {
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	a := provisionRevocation(t, env, &Revocation{})
 	b := provisionRevocation(t, env, &Revocation{})
 	now := time.Now()
@@ -152,7 +152,7 @@ func TestAdminRevocationsAddLocallyWithoutRedis(t *testing.T) {
 func TestAdminRevocationsWriteToRedis(t *testing.T) {
 	r := startRedis(t)
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	// A long cache_ttl: the posting node must not wait for its poll.
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(time.Hour)})
 	now := time.Now()
@@ -180,7 +180,7 @@ func TestAdminRevocationsWriteToRedis(t *testing.T) {
 
 func TestAdminRevocationsRejectsBadRequests(t *testing.T) {
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	provisionRevocation(t, env, &Revocation{})
 	now := time.Now().Unix()
 	for _, tc := range []struct {

@@ -37,9 +37,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/zap"
-
 	"github.com/sechard/sechard/internal/secrets"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // waitFor polls cond until it reports true and returns how long that took;
@@ -475,6 +476,30 @@ func fuzzAuth(tb testing.TB, ti *testIssuer, now time.Time) *Auth {
 		tb.Fatal(err)
 	}
 	return a
+}
+
+// newTestEnv returns a provisionEnv whose logs are observed; its context is
+// cancelled at the end of the test.
+func newTestEnv(t testing.TB) (*provisionEnv, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return &provisionEnv{Context: ctx, logger: zap.New(core), now: time.Now}, logs
+}
+
+// provisionRevocation provisions rv and cleans it up at the end of the test.
+func provisionRevocation(t testing.TB, env *provisionEnv, rv *Revocation) *Revocation {
+	t.Helper()
+	if err := rv.provision(env); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rv.cleanup(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return rv
 }
 
 // Certificates.

@@ -631,3 +631,18 @@ func redisClient(t testing.TB, addr string) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// Requests to a running Caddy, and checks on what it answers.
+
+// requireStatus GETs /data with token as a bearer token and fails the test
+// unless the status is want (and a 401 names error="invalid_token").
+func requireStatus(t *testing.T, s *caddyServer, token string, want int) {
+	t.Helper()
+	resp := s.Get("/data", "Authorization", "Bearer "+token)
+	if resp.StatusCode != want {
+		t.Fatalf("GET with token: %d %q, want %d", resp.StatusCode, readBody(resp), want)
+	}
+	if want == http.StatusUnauthorized && !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("WWW-Authenticate %q, want error=\"invalid_token\"", resp.Header.Get("WWW-Authenticate"))
+	}
+}

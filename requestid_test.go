@@ -8,12 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -83,14 +81,6 @@ func FuzzRequestIDValid(f *testing.F) {
 			t.Fatalf("validRequestID(%q, %d) = %v, want %v", id, max, got, want)
 		}
 	})
-}
-
-// newTestEnv returns a provisionEnv whose logs are observed.
-func newTestEnv(t testing.TB) (*provisionEnv, *observer.ObservedLogs) {
-	core, logs := observer.New(zapcore.DebugLevel)
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	return &provisionEnv{Context: ctx, logger: zap.New(core), now: time.Now}, logs
 }
 
 // newTestRequest builds a request with the context Caddy's server gives it:
