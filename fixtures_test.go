@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/sechard/sechard/internal/secrets"
 	"go.uber.org/zap"
@@ -502,6 +504,11 @@ func provisionRevocation(t testing.TB, env *provisionEnv, rv *Revocation) *Revoc
 	return rv
 }
 
+// newTestContext returns a bare Caddy context and its cancel function.
+func newTestContext() (caddy.Context, context.CancelFunc) {
+	return caddy.NewContext(caddy.Context{Context: context.Background()})
+}
+
 // Certificates.
 
 // selfSignedCert writes a throwaway certificate for 127.0.0.1.
@@ -675,4 +682,104 @@ func mtlsVerifiedState(t testing.TB, ca *mtlsCA, leaf *x509.Certificate) *tls.Co
 		t.Fatal(err)
 	}
 	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: chains}
+}
+
+// Rate limiting: parsing and provisioning rate_limit blocks, and sending
+// requests through the stage.
+
+// parseRateLimit parses a rate_limit block body from Caddyfile text.
+func parseRateLimit(body string) (*RateLimit, error) {
+	d := caddyfile.NewTestDispenser("rate_limit {\n" + body + "\n}")
+	d.Next()
+	c := new(RateLimit)
+	return c, c.unmarshalCaddyfile(d)
+}
+
+// newTestRateLimit parses and provisions a rate_limit block on clock, and
+// cleans it up at the end of the test.
+func newTestRateLimit(t testing.TB, body string, clock *fakeClock) *RateLimit {
+	t.Helper()
+	c, err := parseRateLimit(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provisionTestRateLimit(t, c, clock.now, zap.NewNop(), nil)
+	return c
+}
+
+// provisionTestRateLimit provisions c with a bare context, the clock now,
+// logger and secret values, and cleans it up at the end of the test.
+func provisionTestRateLimit(t testing.TB, c *RateLimit, now func() time.Time, logger *zap.Logger, values secrets.Values) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	env := &provisionEnv{Context: ctx, logger: logger, now: now, secrets: values}
+	if err := c.provision(env); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cleanup(); cancel() })
+}
+
+// newRedisRateLimit provisions a rate_limit block on the real clock (Redis
+// uses its own) and returns it with its observed logs.
+func newRedisRateLimit(t testing.TB, body string, values secrets.Values) (*RateLimit, *observer.ObservedLogs) {
+	t.Helper()
+	c, err := parseRateLimit(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	provisionTestRateLimit(t, c, time.Now, zap.New(core), values)
+	return c, logs
+}
+
+// rlResult is what one request got from the rate-limit stage.
+type rlResult struct {
+	status int
+	header http.Header // the response headers, plus the decision's
+}
+
+// hit runs the stage for a GET of target from client ip.
+func hit(c *RateLimit, ip, target string, hdr ...string) rlResult {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
+	req = req.WithContext(ctx)
+	repl := caddyhttp.NewTestReplacer(req)
+	rec := httptest.NewRecorder()
+	ex := &exchange{w: rec, r: req, repl: repl, requestID: "test"}
+	d := c.decide(ex)
+	h := rec.Header().Clone()
+	for k, v := range d.Header {
+		h[k] = v
+	}
+	st := d.Status
+	if st == 0 {
+		st = 200
+	}
+	return rlResult{status: st, header: h}
+}
+
+// repeatStatus is n times the status st.
+func repeatStatus(st, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = st
+	}
+	return out
+}
+
+// equalInts reports whether a and b hold the same ints in the same order.
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

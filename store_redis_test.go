@@ -13,25 +13,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sechard/sechard/internal/ratelimit"
 	"github.com/sechard/sechard/internal/secrets"
 )
-
-// newRedisRateLimit provisions a rate_limit block on the real clock (Redis
-// uses its own) and returns it with its observed logs.
-func newRedisRateLimit(t testing.TB, body string, values secrets.Values) (*RateLimit, *observer.ObservedLogs) {
-	t.Helper()
-	c, err := parseRateLimit(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zapcore.DebugLevel)
-	provisionTestRateLimit(t, c, time.Now, zap.New(core), values)
-	return c, logs
-}
 
 // TestRateLimitRedisMatchesMemory: the same request sequence gets the same
 // answers and headers from either store.
