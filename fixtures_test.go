@@ -509,6 +509,30 @@ func newTestContext() (caddy.Context, context.CancelFunc) {
 	return caddy.NewContext(caddy.Context{Context: context.Background()})
 }
 
+// mtlsUnitAuth is an Auth with client_cert lines, a JWT key and an API key,
+// with a clock the test moves.
+func mtlsUnitAuth(t testing.TB, now *time.Time, extra func(*Auth)) *Auth {
+	t.Helper()
+	ti := newTestIssuer(t)
+	a := &Auth{
+		APIKeys: []APIKey{{Secret: "K", Scopes: []string{"nl-query:read"}}},
+		JWT:     &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}},
+		ClientCerts: []ClientCert{
+			{Identity: biSPIFFE, Scopes: []string{"nl-query:read", "schema:read"}},
+			{Identity: "cn:no-scopes"},
+		},
+		Require: []Requirement{{Path: "/nl-query/*", Scopes: []string{"nl-query:read"}}},
+	}
+	if extra != nil {
+		extra(a)
+	}
+	if err := a.provision(authTestEnv(t, func() time.Time { return *now }, map[string]string{"K": "the-key"})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cleanup() })
+	return a
+}
+
 // Certificates.
 
 // selfSignedCert writes a throwaway certificate for 127.0.0.1.
@@ -682,6 +706,116 @@ func mtlsVerifiedState(t testing.TB, ca *mtlsCA, leaf *x509.Certificate) *tls.Co
 		t.Fatal(err)
 	}
 	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: chains}
+}
+
+// Requests and handlers, as Caddy's server builds and runs them.
+
+// newTestRequest builds a request with the context Caddy's server gives it:
+// a replacer, the vars table (with client_ip) and the extra log fields.
+func newTestRequest(header ...string) (*http.Request, *caddyhttp.ExtraLogFields) {
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	extra := new(caddyhttp.ExtraLogFields)
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, extra)
+	return r.WithContext(ctx), extra
+}
+
+// newAuthExchange is a request as Caddy hands it to a handler: with a
+// replacer and a vars table in its context.
+func newAuthExchange(path string) *exchange {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	r = r.WithContext(ctx)
+	return &exchange{r: r, w: httptest.NewRecorder(), repl: repl, requestID: "rid-1"}
+}
+
+// provisionedHandler provisions h as Caddy would (with a bare context).
+func provisionedHandler(t testing.TB, h *Handler) *Handler {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// serveTest runs r through h in front of next and returns the recorded
+// response.
+func serveTest(t testing.TB, h *Handler, r *http.Request, next caddyhttp.HandlerFunc) *httptest.ResponseRecorder {
+	t.Helper()
+	w := httptest.NewRecorder()
+	w.Header().Set("Server", "Caddy") // as Caddy's server does before any handler
+	if err := h.ServeHTTP(w, r, next); err != nil {
+		t.Fatalf("ServeHTTP: %v", err)
+	}
+	return w
+}
+
+// Security headers.
+
+// defaultSecurityHeaders is DESIGN.md's default set on plain HTTP.
+var defaultSecurityHeaders = map[string]string{
+	"X-Content-Type-Options":            "nosniff",
+	"X-Frame-Options":                   "DENY",
+	"Referrer-Policy":                   "strict-origin-when-cross-origin",
+	"Content-Security-Policy":           "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'",
+	"Cross-Origin-Opener-Policy":        "same-origin",
+	"Cross-Origin-Resource-Policy":      "same-origin",
+	"X-Permitted-Cross-Domain-Policies": "none",
+}
+
+// defaultHSTSValue is the default Strict-Transport-Security value.
+const defaultHSTSValue = "max-age=31536000; includeSubDomains"
+
+// requireExactHeaders checks that each header in want has exactly that one
+// value.
+func requireExactHeaders(t testing.TB, got http.Header, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if vals := got.Values(k); len(vals) != 1 || vals[0] != v {
+			t.Errorf("%s = %q, want exactly [%q]", k, vals, v)
+		}
+	}
+}
+
+// CORS.
+
+// Origins the CORS tests send, and the default allowed and exposed headers.
+const (
+	appOrigin   = "https://app.example.com"
+	adminOrigin = "https://admin.example.com"
+	apiOrigin   = "https://api.example.com:8443"
+	localOrigin = "http://localhost:3000"
+
+	defaultAllowHeaders = "Authorization, Content-Type, X-API-Key, X-Request-ID"
+	defaultExpose       = "X-Request-ID, Retry-After, RateLimit, RateLimit-Policy"
+)
+
+// provisionCORS provisions c the way Handler.Provision does and returns a
+// Handler whose CORS stage is c, with the logs it writes.
+func provisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs, error) {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	logger := zap.New(core)
+	err := c.provision(&provisionEnv{logger: logger, now: time.Now})
+	return &Handler{CORS: c, logger: logger, stageLoggers: map[string]*zap.Logger{"cors": logger.Named("cors")}}, logs, err
+}
+
+// mustProvisionCORS is provisionCORS, failing the test on an error.
+func mustProvisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs) {
+	t.Helper()
+	h, logs, err := provisionCORS(t, c)
+	if err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	return h, logs
 }
 
 // Rate limiting: parsing and provisioning rate_limit blocks, and sending
