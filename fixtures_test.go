@@ -2,11 +2,15 @@ package sechard
 
 // Fixtures and helpers shared by the unit and end-to-end tests: key and PEM
 // files, a token issuer, keys and tokens from the CLI, JWKs and token
-// decoding, a JWKS server, a per-test certificate authority, a hand-moved
-// clock, and waitFor. The process harness (Caddy, upstreams, redis-server)
-// is harness_test.go.
+// decoding, a JWKS server, provisioning for unit tests, a per-test
+// certificate authority, a hand-moved clock, waitFor, requests and handlers
+// as Caddy builds them, security-header and CORS defaults, the end-to-end
+// credentials and sites, metrics parsing, rate-limit helpers, benchmark
+// plumbing and Caddyfile adaptation. The process harness (Caddy,
+// upstreams, redis-server) is harness_test.go.
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -29,6 +33,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -816,6 +822,162 @@ func mustProvisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs)
 		t.Fatalf("provision: %v", err)
 	}
 	return h, logs
+}
+
+// Credentials and sites of the end-to-end tests, and the answer to a bad
+// credential.
+
+// The API key values the end-to-end sites' BI_KEY and LEGACY_KEY hold.
+const (
+	biKeyValue     = "bi-secret-key-value-4f1c2a9e77"
+	legacyKeyValue = "legacy-secret-value-9d3b51c0aa"
+)
+
+// authEnv is the environment giving Caddy those key values.
+var authEnv = []string{"BI_KEY=" + biKeyValue, "LEGACY_KEY=" + legacyKeyValue}
+
+// authSite is the site the end-to-end tests run; phase and extra lines
+// vary between reloads.
+func authSite(ti *testIssuer, upstream, authExtra string) string {
+	return `http://127.0.0.1:{PORT} {
+	log {
+		output stderr
+		format filter {
+			request>headers>X-Api-Key delete
+		}
+	}
+	sechard {
+		auth {
+			api_key BI_KEY nl-query:read
+			api_key LEGACY_KEY
+			` + ti.jwtBlock("\t\t\t\tissuer https://auth.test\n\t\t\t\taudience nl-query-api\n") + `
+			require /nl-query/* nl-query:read
+			require /admin/* admin:write
+			require /schema/* schema:read
+			public /healthz
+			` + authExtra + `
+		}
+	}
+	reverse_proxy ` + upstream + `
+}`
+}
+
+// wwwAuth401 is the WWW-Authenticate of a 401 for a bad credential.
+func wwwAuth401(desc string) string {
+	return `Bearer realm="sechard", error="invalid_token", error_description="` + desc + `"`
+}
+
+// biSPIFFE is the BI service's SPIFFE ID, as its client certificates carry it.
+const biSPIFFE = "spiffe://cluster.local/ns/bi/sa/service-bi"
+
+// tokenSite is a site running the token service with signingKeys, in front
+// of up, plus the auth settings in authExtra.
+func tokenSite(up, signingKeys, authExtra string) string {
+	return `http://127.0.0.1:{PORT} {
+	sechard {
+		rate_limit {
+			route /oauth2/token 60/1m
+			rate 1000/1m
+		}
+		auth {
+			api_key BI_KEY nl-query:read schema:read
+			api_key LEGACY_KEY
+			require /nl-query/* nl-query:read
+			require /schema/* schema:read
+			public /healthz
+			revocation {
+				cache_ttl 1s
+			}
+			` + authExtra + `
+		}
+		token_service {
+			issuer http://127.0.0.1:{PORT}
+			audience nl-query-api
+			signing_key ` + signingKeys + `
+			ttl 2m
+		}
+	}
+	reverse_proxy ` + up + `
+}`
+}
+
+// Metrics: reading a Prometheus text exposition and checking its series.
+
+// metricSet is a scrape of the sechard_* series, keyed by
+// `name{label="value",...}` with the labels sorted by name.
+type metricSet map[string]float64
+
+// series builds a metricSet key from a name and label pairs.
+func series(name string, labelPairs ...string) string {
+	pairs := make([]string, 0, len(labelPairs)/2)
+	for i := 0; i+1 < len(labelPairs); i += 2 {
+		pairs = append(pairs, labelPairs[i]+"="+strconv.Quote(labelPairs[i+1]))
+	}
+	sort.Strings(pairs)
+	return name + "{" + strings.Join(pairs, ",") + "}"
+}
+
+// parseMetrics reads the sechard_* samples of a Prometheus text exposition.
+func parseMetrics(t testing.TB, text string) metricSet {
+	t.Helper()
+	m := metricSet{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "sechard_") {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		head := line[:sp]
+		name, labels := head, ""
+		if i := strings.IndexByte(head, '{'); i >= 0 {
+			name, labels = head[:i], strings.TrimSuffix(head[i+1:], "}")
+		}
+		var pairs []string
+		for labels != "" {
+			eq := strings.IndexByte(labels, '=')
+			k := labels[:eq]
+			rest := labels[eq+1:]
+			val, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			uq, _ := strconv.Unquote(val)
+			pairs = append(pairs, k, uq)
+			labels = strings.TrimPrefix(rest[len(val):], ",")
+		}
+		m[series(name, pairs...)] = v
+	}
+	return m
+}
+
+// expectMetrics fails for every series in want whose value differs.
+func expectMetrics(t testing.TB, got metricSet, want map[string]float64) {
+	t.Helper()
+	for k, v := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("series %s missing (want %v)", k, v)
+		case g != v:
+			t.Errorf("%s = %v, want %v", k, g, v)
+		}
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Rate limiting: parsing and provisioning rate_limit blocks, and sending
