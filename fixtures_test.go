@@ -42,9 +42,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/sechard/sechard/internal/ratelimit"
 	"github.com/sechard/sechard/internal/secrets"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -1078,4 +1080,92 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// Caddyfile adaptation.
+
+// adaptCaddyfile adapts a Caddyfile named "Caddyfile" in-process.
+func adaptCaddyfile(t *testing.T, body string) ([]byte, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+// sechardHandlers returns the JSON of every sechard handler in an adapted
+// config.
+func sechardHandlers(t *testing.T, cfg []byte) []string {
+	t.Helper()
+	var found []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "sechard" {
+				b, _ := json.Marshal(v)
+				found = append(found, string(b))
+				return
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	var v any
+	if err := json.Unmarshal(cfg, &v); err != nil {
+		t.Fatal(err)
+	}
+	walk(v)
+	return found
+}
+
+// Benchmark plumbing: a reused writer, a next handler, a request, and for
+// the store benchmarks a budget that admits everything and many clients.
+
+// benchWriter is a minimal ResponseWriter whose header map is reused.
+type benchWriter struct{ h http.Header }
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *benchWriter) WriteHeader(int)             {}
+
+// benchNext is a next handler that only writes 200.
+var benchNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	w.WriteHeader(http.StatusOK)
+	return nil
+})
+
+// benchRequest is a request with the context Caddy's server gives it, built
+// once outside the timed loop.
+func benchRequest() *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/api/items?x=1", nil)
+	r.Header.Set("X-Request-ID", "0f8e2a4c-5b1d-4e7f-9a0b-1c2d3e4f5a6b")
+	r.Header.Set("User-Agent", "bench")
+	repl := caddyhttp.NewTestReplacer(r)
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
+	return r.WithContext(ctx)
+}
+
+// benchBudget admits everything, so the benchmarks measure the store, not
+// refusals.
+func benchBudget(tb testing.TB) ratelimit.Budget {
+	r, err := ratelimit.NewRate(1<<30, 1<<30, 1<<30)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ratelimit.Budget{Kind: ratelimit.KindPath, Tag: "/nl-query/run", Rate: r}
+}
+
+// benchClients returns n distinct client IPs (10.x.y.z).
+func benchClients(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
+	}
+	return out
 }
