@@ -3,7 +3,6 @@ package sechard
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,39 +10,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 )
-
-// startInProcessAdmin runs Caddy's real admin endpoint in this test process
-// (with every registered admin.api.* module, sechard's included), so tests
-// can reach the Revocation instances they provisioned here. It stops at the
-// end of the test.
-func startInProcessAdmin(t *testing.T) string {
-	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf(`{"admin": {"listen": %q, "config": {"persist": false}}}`, addr)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { caddy.Stop() })
-	return addr
-}
-
-func adminDo(t *testing.T, addr, method, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, "http://"+addr+"/sechard/revocations", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 type listedRevocations struct {
 	Instances   int `json:"instances"`
@@ -93,7 +59,7 @@ func TestAdminRevocationsWithoutActiveListIsAConflict(t *testing.T) {
 
 func TestAdminRevocationsAddLocallyWithoutRedis(t *testing.T) {
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	a := provisionRevocation(t, env, &Revocation{})
 	b := provisionRevocation(t, env, &Revocation{})
 	now := time.Now()
@@ -152,7 +118,7 @@ func TestAdminRevocationsAddLocallyWithoutRedis(t *testing.T) {
 func TestAdminRevocationsWriteToRedis(t *testing.T) {
 	r := startRedis(t)
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	// A long cache_ttl: the posting node must not wait for its poll.
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(time.Hour)})
 	now := time.Now()
@@ -180,7 +146,7 @@ func TestAdminRevocationsWriteToRedis(t *testing.T) {
 
 func TestAdminRevocationsRejectsBadRequests(t *testing.T) {
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	provisionRevocation(t, env, &Revocation{})
 	now := time.Now().Unix()
 	for _, tc := range []struct {

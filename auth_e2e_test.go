@@ -19,44 +19,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-const (
-	biKeyValue     = "bi-secret-key-value-4f1c2a9e77"
-	legacyKeyValue = "legacy-secret-value-9d3b51c0aa"
-)
-
-var authEnv = []string{"BI_KEY=" + biKeyValue, "LEGACY_KEY=" + legacyKeyValue}
-
-// authSite is the site the end-to-end tests run; phase and extra lines
-// vary between reloads.
-func authSite(ti *testIssuer, upstream, authExtra string) string {
-	return `http://127.0.0.1:{PORT} {
-	log {
-		output stderr
-		format filter {
-			request>headers>X-Api-Key delete
-		}
-	}
-	sechard {
-		auth {
-			api_key BI_KEY nl-query:read
-			api_key LEGACY_KEY
-			` + ti.jwtBlock("\t\t\t\tissuer https://auth.test\n\t\t\t\taudience nl-query-api\n") + `
-			require /nl-query/* nl-query:read
-			require /admin/* admin:write
-			require /schema/* schema:read
-			public /healthz
-			` + authExtra + `
-		}
-	}
-	reverse_proxy ` + upstream + `
-}`
-}
-
-// wwwAuth401 is the WWW-Authenticate of a 401 for a bad credential.
-func wwwAuth401(desc string) string {
-	return `Bearer realm="sechard", error="invalid_token", error_description="` + desc + `"`
-}
-
 // TestAuthEndToEnd runs one real Caddy and drives every credential rule
 // and attack through it.
 func TestAuthEndToEnd(t *testing.T) {

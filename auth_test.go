@@ -1,11 +1,7 @@
 package sechard
 
 import (
-	"context"
-
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,21 +10,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/sechard/sechard/internal/secrets"
 )
-
-// newAuthExchange is a request as Caddy hands it to a handler: with a
-// replacer and a vars table in its context.
-func newAuthExchange(path string) *exchange {
-	r := httptest.NewRequest(http.MethodGet, path, nil)
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
-	r = r.WithContext(ctx)
-	return &exchange{r: r, w: httptest.NewRecorder(), repl: repl, requestID: "rid-1"}
-}
 
 func TestAuthCaddyfileParsesEveryOption(t *testing.T) {
 	d := caddyfile.NewTestDispenser(`auth {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -23,31 +22,6 @@ import (
 // header reset between iterations.
 //
 //	go test -run '^$' -bench 'BenchmarkSechardDefault|BenchmarkCaddyHeadersPeer' -benchmem .
-
-// benchWriter is a minimal ResponseWriter whose header map is reused.
-type benchWriter struct{ h http.Header }
-
-func (w *benchWriter) Header() http.Header         { return w.h }
-func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (w *benchWriter) WriteHeader(int)             {}
-
-var benchNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-	w.WriteHeader(http.StatusOK)
-	return nil
-})
-
-// benchRequest is a request with the context Caddy's server gives it, built
-// once outside the timed loop.
-func benchRequest() *http.Request {
-	r := httptest.NewRequest(http.MethodGet, "http://example.com/api/items?x=1", nil)
-	r.Header.Set("X-Request-ID", "0f8e2a4c-5b1d-4e7f-9a0b-1c2d3e4f5a6b")
-	r.Header.Set("User-Agent", "bench")
-	repl := caddyhttp.NewTestReplacer(r)
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
-	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
-	return r.WithContext(ctx)
-}
 
 func runHandlerBench(b *testing.B, h caddyhttp.MiddlewareHandler) {
 	r := benchRequest()

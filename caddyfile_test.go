@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -170,44 +169,6 @@ func TestCaddyfileErrorsCarryLineNumbers(t *testing.T) {
 			}
 		})
 	}
-}
-
-// adaptCaddyfile adapts a Caddyfile named "Caddyfile" in-process.
-func adaptCaddyfile(t *testing.T, body string) ([]byte, error) {
-	t.Helper()
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"})
-	return out, err
-}
-
-// sechardHandlers returns the JSON of every sechard handler in an adapted
-// config.
-func sechardHandlers(t *testing.T, cfg []byte) []string {
-	t.Helper()
-	var found []string
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if v["handler"] == "sechard" {
-				b, _ := json.Marshal(v)
-				found = append(found, string(b))
-				return
-			}
-			for _, c := range v {
-				walk(c)
-			}
-		case []any:
-			for _, c := range v {
-				walk(c)
-			}
-		}
-	}
-	var v any
-	if err := json.Unmarshal(cfg, &v); err != nil {
-		t.Fatal(err)
-	}
-	walk(v)
-	return found
 }
 
 // TestCaddyfileAdaptsToJSON: Caddyfile in, the sechard handler's JSON out,

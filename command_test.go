@@ -265,7 +265,7 @@ func TestCLITokenKidAndErrors(t *testing.T) {
 
 func TestCLIRevokePostsToTheAdminAPI(t *testing.T) {
 	addr := startInProcessAdmin(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{})
 	now := time.Now()
 

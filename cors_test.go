@@ -15,27 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 )
-
-// provisionCORS provisions c the way Handler.Provision does and returns a
-// Handler whose CORS stage is c, with the logs it writes.
-func provisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs, error) {
-	t.Helper()
-	core, logs := observer.New(zap.DebugLevel)
-	logger := zap.New(core)
-	err := c.provision(&provisionEnv{logger: logger, now: time.Now})
-	return &Handler{CORS: c, logger: logger, stageLoggers: map[string]*zap.Logger{"cors": logger.Named("cors")}}, logs, err
-}
-
-func mustProvisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs) {
-	t.Helper()
-	h, logs, err := provisionCORS(t, c)
-	if err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	return h, logs
-}
 
 // serveCORS runs the CORS stage of h on r as ServeHTTP does, and reports
 // the response and whether the request went on to the next handler.
@@ -59,16 +39,6 @@ func serveCORS(h *Handler, r *http.Request, preset http.Header) (resp *httptest.
 	}
 	return w, false
 }
-
-const (
-	appOrigin   = "https://app.example.com"
-	adminOrigin = "https://admin.example.com"
-	apiOrigin   = "https://api.example.com:8443"
-	localOrigin = "http://localhost:3000"
-
-	defaultAllowHeaders = "Authorization, Content-Type, X-API-Key, X-Request-ID"
-	defaultExpose       = "X-Request-ID, Retry-After, RateLimit, RateLimit-Policy"
-)
 
 func testCORSConfigs() map[string]func() *CORS {
 	origins := []string{"https://app.example.com", "HTTPS://Admin.Example.COM:443/", apiOrigin, localOrigin, "*", "ftp://bad.com"}

@@ -2,11 +2,15 @@ package sechard
 
 // Fixtures and helpers shared by the unit and end-to-end tests: key and PEM
 // files, a token issuer, keys and tokens from the CLI, JWKs and token
-// decoding, a JWKS server, a per-test certificate authority, a hand-moved
-// clock, and waitFor. The process harness (Caddy, upstreams, redis-server)
-// is harness_test.go.
+// decoding, a JWKS server, provisioning for unit tests, a per-test
+// certificate authority, a hand-moved clock, waitFor, requests and handlers
+// as Caddy builds them, security-header and CORS defaults, the end-to-end
+// credentials and sites, metrics parsing, rate-limit helpers, benchmark
+// plumbing and Caddyfile adaptation. The process harness (Caddy,
+// upstreams, redis-server) is harness_test.go.
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -29,6 +33,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,10 +42,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/zap"
-
+	"github.com/sechard/sechard/internal/ratelimit"
 	"github.com/sechard/sechard/internal/secrets"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // waitFor polls cond until it reports true and returns how long that took;
@@ -477,6 +488,59 @@ func fuzzAuth(tb testing.TB, ti *testIssuer, now time.Time) *Auth {
 	return a
 }
 
+// newTestEnv returns a provisionEnv whose logs are observed; its context is
+// cancelled at the end of the test.
+func newTestEnv(t testing.TB) (*provisionEnv, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return &provisionEnv{Context: ctx, logger: zap.New(core), now: time.Now}, logs
+}
+
+// provisionRevocation provisions rv and cleans it up at the end of the test.
+func provisionRevocation(t testing.TB, env *provisionEnv, rv *Revocation) *Revocation {
+	t.Helper()
+	if err := rv.provision(env); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rv.cleanup(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return rv
+}
+
+// newTestContext returns a bare Caddy context and its cancel function.
+func newTestContext() (caddy.Context, context.CancelFunc) {
+	return caddy.NewContext(caddy.Context{Context: context.Background()})
+}
+
+// mtlsUnitAuth is an Auth with client_cert lines, a JWT key and an API key,
+// with a clock the test moves.
+func mtlsUnitAuth(t testing.TB, now *time.Time, extra func(*Auth)) *Auth {
+	t.Helper()
+	ti := newTestIssuer(t)
+	a := &Auth{
+		APIKeys: []APIKey{{Secret: "K", Scopes: []string{"nl-query:read"}}},
+		JWT:     &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}},
+		ClientCerts: []ClientCert{
+			{Identity: biSPIFFE, Scopes: []string{"nl-query:read", "schema:read"}},
+			{Identity: "cn:no-scopes"},
+		},
+		Require: []Requirement{{Path: "/nl-query/*", Scopes: []string{"nl-query:read"}}},
+	}
+	if extra != nil {
+		extra(a)
+	}
+	if err := a.provision(authTestEnv(t, func() time.Time { return *now }, map[string]string{"K": "the-key"})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cleanup() })
+	return a
+}
+
 // Certificates.
 
 // selfSignedCert writes a throwaway certificate for 127.0.0.1.
@@ -650,4 +714,458 @@ func mtlsVerifiedState(t testing.TB, ca *mtlsCA, leaf *x509.Certificate) *tls.Co
 		t.Fatal(err)
 	}
 	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: chains}
+}
+
+// Requests and handlers, as Caddy's server builds and runs them.
+
+// newTestRequest builds a request with the context Caddy's server gives it:
+// a replacer, the vars table (with client_ip) and the extra log fields.
+func newTestRequest(header ...string) (*http.Request, *caddyhttp.ExtraLogFields) {
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	extra := new(caddyhttp.ExtraLogFields)
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, extra)
+	return r.WithContext(ctx), extra
+}
+
+// newAuthExchange is a request as Caddy hands it to a handler: with a
+// replacer and a vars table in its context.
+func newAuthExchange(path string) *exchange {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	r = r.WithContext(ctx)
+	return &exchange{r: r, w: httptest.NewRecorder(), repl: repl, requestID: "rid-1"}
+}
+
+// provisionedHandler provisions h as Caddy would (with a bare context).
+func provisionedHandler(t testing.TB, h *Handler) *Handler {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// serveTest runs r through h in front of next and returns the recorded
+// response.
+func serveTest(t testing.TB, h *Handler, r *http.Request, next caddyhttp.HandlerFunc) *httptest.ResponseRecorder {
+	t.Helper()
+	w := httptest.NewRecorder()
+	w.Header().Set("Server", "Caddy") // as Caddy's server does before any handler
+	if err := h.ServeHTTP(w, r, next); err != nil {
+		t.Fatalf("ServeHTTP: %v", err)
+	}
+	return w
+}
+
+// Security headers.
+
+// defaultSecurityHeaders is DESIGN.md's default set on plain HTTP.
+var defaultSecurityHeaders = map[string]string{
+	"X-Content-Type-Options":            "nosniff",
+	"X-Frame-Options":                   "DENY",
+	"Referrer-Policy":                   "strict-origin-when-cross-origin",
+	"Content-Security-Policy":           "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'",
+	"Cross-Origin-Opener-Policy":        "same-origin",
+	"Cross-Origin-Resource-Policy":      "same-origin",
+	"X-Permitted-Cross-Domain-Policies": "none",
+}
+
+// defaultHSTSValue is the default Strict-Transport-Security value.
+const defaultHSTSValue = "max-age=31536000; includeSubDomains"
+
+// requireExactHeaders checks that each header in want has exactly that one
+// value.
+func requireExactHeaders(t testing.TB, got http.Header, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if vals := got.Values(k); len(vals) != 1 || vals[0] != v {
+			t.Errorf("%s = %q, want exactly [%q]", k, vals, v)
+		}
+	}
+}
+
+// CORS.
+
+// Origins the CORS tests send, and the default allowed and exposed headers.
+const (
+	appOrigin   = "https://app.example.com"
+	adminOrigin = "https://admin.example.com"
+	apiOrigin   = "https://api.example.com:8443"
+	localOrigin = "http://localhost:3000"
+
+	defaultAllowHeaders = "Authorization, Content-Type, X-API-Key, X-Request-ID"
+	defaultExpose       = "X-Request-ID, Retry-After, RateLimit, RateLimit-Policy"
+)
+
+// provisionCORS provisions c the way Handler.Provision does and returns a
+// Handler whose CORS stage is c, with the logs it writes.
+func provisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs, error) {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	logger := zap.New(core)
+	err := c.provision(&provisionEnv{logger: logger, now: time.Now})
+	return &Handler{CORS: c, logger: logger, stageLoggers: map[string]*zap.Logger{"cors": logger.Named("cors")}}, logs, err
+}
+
+// mustProvisionCORS is provisionCORS, failing the test on an error.
+func mustProvisionCORS(t testing.TB, c *CORS) (*Handler, *observer.ObservedLogs) {
+	t.Helper()
+	h, logs, err := provisionCORS(t, c)
+	if err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	return h, logs
+}
+
+// Credentials and sites of the end-to-end tests, and the answer to a bad
+// credential.
+
+// The API key values the end-to-end sites' BI_KEY and LEGACY_KEY hold.
+const (
+	biKeyValue     = "bi-secret-key-value-4f1c2a9e77"
+	legacyKeyValue = "legacy-secret-value-9d3b51c0aa"
+)
+
+// authEnv is the environment giving Caddy those key values.
+var authEnv = []string{"BI_KEY=" + biKeyValue, "LEGACY_KEY=" + legacyKeyValue}
+
+// authSite is the site the end-to-end tests run; phase and extra lines
+// vary between reloads.
+func authSite(ti *testIssuer, upstream, authExtra string) string {
+	return `http://127.0.0.1:{PORT} {
+	log {
+		output stderr
+		format filter {
+			request>headers>X-Api-Key delete
+		}
+	}
+	sechard {
+		auth {
+			api_key BI_KEY nl-query:read
+			api_key LEGACY_KEY
+			` + ti.jwtBlock("\t\t\t\tissuer https://auth.test\n\t\t\t\taudience nl-query-api\n") + `
+			require /nl-query/* nl-query:read
+			require /admin/* admin:write
+			require /schema/* schema:read
+			public /healthz
+			` + authExtra + `
+		}
+	}
+	reverse_proxy ` + upstream + `
+}`
+}
+
+// wwwAuth401 is the WWW-Authenticate of a 401 for a bad credential.
+func wwwAuth401(desc string) string {
+	return `Bearer realm="sechard", error="invalid_token", error_description="` + desc + `"`
+}
+
+// biSPIFFE is the BI service's SPIFFE ID, as its client certificates carry it.
+const biSPIFFE = "spiffe://cluster.local/ns/bi/sa/service-bi"
+
+// tokenSite is a site running the token service with signingKeys, in front
+// of up, plus the auth settings in authExtra.
+func tokenSite(up, signingKeys, authExtra string) string {
+	return `http://127.0.0.1:{PORT} {
+	sechard {
+		rate_limit {
+			route /oauth2/token 60/1m
+			rate 1000/1m
+		}
+		auth {
+			api_key BI_KEY nl-query:read schema:read
+			api_key LEGACY_KEY
+			require /nl-query/* nl-query:read
+			require /schema/* schema:read
+			public /healthz
+			revocation {
+				cache_ttl 1s
+			}
+			` + authExtra + `
+		}
+		token_service {
+			issuer http://127.0.0.1:{PORT}
+			audience nl-query-api
+			signing_key ` + signingKeys + `
+			ttl 2m
+		}
+	}
+	reverse_proxy ` + up + `
+}`
+}
+
+// Metrics: reading a Prometheus text exposition and checking its series.
+
+// metricSet is a scrape of the sechard_* series, keyed by
+// `name{label="value",...}` with the labels sorted by name.
+type metricSet map[string]float64
+
+// series builds a metricSet key from a name and label pairs.
+func series(name string, labelPairs ...string) string {
+	pairs := make([]string, 0, len(labelPairs)/2)
+	for i := 0; i+1 < len(labelPairs); i += 2 {
+		pairs = append(pairs, labelPairs[i]+"="+strconv.Quote(labelPairs[i+1]))
+	}
+	sort.Strings(pairs)
+	return name + "{" + strings.Join(pairs, ",") + "}"
+}
+
+// parseMetrics reads the sechard_* samples of a Prometheus text exposition.
+func parseMetrics(t testing.TB, text string) metricSet {
+	t.Helper()
+	m := metricSet{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "sechard_") {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		head := line[:sp]
+		name, labels := head, ""
+		if i := strings.IndexByte(head, '{'); i >= 0 {
+			name, labels = head[:i], strings.TrimSuffix(head[i+1:], "}")
+		}
+		var pairs []string
+		for labels != "" {
+			eq := strings.IndexByte(labels, '=')
+			k := labels[:eq]
+			rest := labels[eq+1:]
+			val, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			uq, _ := strconv.Unquote(val)
+			pairs = append(pairs, k, uq)
+			labels = strings.TrimPrefix(rest[len(val):], ",")
+		}
+		m[series(name, pairs...)] = v
+	}
+	return m
+}
+
+// expectMetrics fails for every series in want whose value differs.
+func expectMetrics(t testing.TB, got metricSet, want map[string]float64) {
+	t.Helper()
+	for k, v := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("series %s missing (want %v)", k, v)
+		case g != v:
+			t.Errorf("%s = %v, want %v", k, g, v)
+		}
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// Rate limiting: parsing and provisioning rate_limit blocks, and sending
+// requests through the stage.
+
+// parseRateLimit parses a rate_limit block body from Caddyfile text.
+func parseRateLimit(body string) (*RateLimit, error) {
+	d := caddyfile.NewTestDispenser("rate_limit {\n" + body + "\n}")
+	d.Next()
+	c := new(RateLimit)
+	return c, c.unmarshalCaddyfile(d)
+}
+
+// newTestRateLimit parses and provisions a rate_limit block on clock, and
+// cleans it up at the end of the test.
+func newTestRateLimit(t testing.TB, body string, clock *fakeClock) *RateLimit {
+	t.Helper()
+	c, err := parseRateLimit(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provisionTestRateLimit(t, c, clock.now, zap.NewNop(), nil)
+	return c
+}
+
+// provisionTestRateLimit provisions c with a bare context, the clock now,
+// logger and secret values, and cleans it up at the end of the test.
+func provisionTestRateLimit(t testing.TB, c *RateLimit, now func() time.Time, logger *zap.Logger, values secrets.Values) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	env := &provisionEnv{Context: ctx, logger: logger, now: now, secrets: values}
+	if err := c.provision(env); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cleanup(); cancel() })
+}
+
+// newRedisRateLimit provisions a rate_limit block on the real clock (Redis
+// uses its own) and returns it with its observed logs.
+func newRedisRateLimit(t testing.TB, body string, values secrets.Values) (*RateLimit, *observer.ObservedLogs) {
+	t.Helper()
+	c, err := parseRateLimit(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	provisionTestRateLimit(t, c, time.Now, zap.New(core), values)
+	return c, logs
+}
+
+// rlResult is what one request got from the rate-limit stage.
+type rlResult struct {
+	status int
+	header http.Header // the response headers, plus the decision's
+}
+
+// hit runs the stage for a GET of target from client ip.
+func hit(c *RateLimit, ip, target string, hdr ...string) rlResult {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
+	req = req.WithContext(ctx)
+	repl := caddyhttp.NewTestReplacer(req)
+	rec := httptest.NewRecorder()
+	ex := &exchange{w: rec, r: req, repl: repl, requestID: "test"}
+	d := c.decide(ex)
+	h := rec.Header().Clone()
+	for k, v := range d.Header {
+		h[k] = v
+	}
+	st := d.Status
+	if st == 0 {
+		st = 200
+	}
+	return rlResult{status: st, header: h}
+}
+
+// repeatStatus is n times the status st.
+func repeatStatus(st, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = st
+	}
+	return out
+}
+
+// equalInts reports whether a and b hold the same ints in the same order.
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Caddyfile adaptation.
+
+// adaptCaddyfile adapts a Caddyfile named "Caddyfile" in-process.
+func adaptCaddyfile(t *testing.T, body string) ([]byte, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+// sechardHandlers returns the JSON of every sechard handler in an adapted
+// config.
+func sechardHandlers(t *testing.T, cfg []byte) []string {
+	t.Helper()
+	var found []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "sechard" {
+				b, _ := json.Marshal(v)
+				found = append(found, string(b))
+				return
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	var v any
+	if err := json.Unmarshal(cfg, &v); err != nil {
+		t.Fatal(err)
+	}
+	walk(v)
+	return found
+}
+
+// Benchmark plumbing: a reused writer, a next handler, a request, and for
+// the store benchmarks a budget that admits everything and many clients.
+
+// benchWriter is a minimal ResponseWriter whose header map is reused.
+type benchWriter struct{ h http.Header }
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *benchWriter) WriteHeader(int)             {}
+
+// benchNext is a next handler that only writes 200.
+var benchNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	w.WriteHeader(http.StatusOK)
+	return nil
+})
+
+// benchRequest is a request with the context Caddy's server gives it, built
+// once outside the timed loop.
+func benchRequest() *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/api/items?x=1", nil)
+	r.Header.Set("X-Request-ID", "0f8e2a4c-5b1d-4e7f-9a0b-1c2d3e4f5a6b")
+	r.Header.Set("User-Agent", "bench")
+	repl := caddyhttp.NewTestReplacer(r)
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
+	return r.WithContext(ctx)
+}
+
+// benchBudget admits everything, so the benchmarks measure the store, not
+// refusals.
+func benchBudget(tb testing.TB) ratelimit.Budget {
+	r, err := ratelimit.NewRate(1<<30, 1<<30, 1<<30)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ratelimit.Budget{Kind: ratelimit.KindPath, Tag: "/nl-query/run", Rate: r}
+}
+
+// benchClients returns n distinct client IPs (10.x.y.z).
+func benchClients(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
+	}
+	return out
 }

@@ -3,7 +3,9 @@ package sechard
 // The end-to-end harness: tests run the real Caddy binary built from
 // ./cmd/caddy, each on its own free ports, so they never collide with a
 // developer's Caddy or with each other. Redis tests run real redis-server
-// processes the same way (startRedis).
+// processes the same way (startRedis). Also here: Caddy's admin API run in
+// this test process, and helpers that send requests to a running Caddy and
+// read its answers (statuses, metrics, config, event logs).
 
 import (
 	"bufio"
@@ -18,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -630,4 +634,145 @@ func redisClient(t testing.TB, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Caddy's admin API in this test process.
+
+// startInProcessAdmin runs Caddy's real admin endpoint in this test process
+// (with every registered admin.api.* module, sechard's included), so tests
+// can reach the Revocation instances they provisioned here. It stops at the
+// end of the test.
+func startInProcessAdmin(t *testing.T) string {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := fmt.Sprintf(`{"admin": {"listen": %q, "config": {"persist": false}}}`, addr)
+	if err := caddy.Load([]byte(cfg), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+	return addr
+}
+
+// adminDo sends method with body (JSON, if any) to the revocations endpoint
+// of the admin API at addr and returns the status and body.
+func adminDo(t *testing.T, addr, method, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+"/sechard/revocations", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Requests to a running Caddy, and checks on what it answers: raw requests,
+// statuses, metrics, config and event logs.
+
+// rawGet sends a GET with the request target exactly as given, over a raw
+// socket (no client library cleans or re-encodes it).
+func rawGet(t *testing.T, s *caddyServer, target string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	host := strings.TrimPrefix(s.URL, "http://")
+	c, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", target, host)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		fmt.Fprintf(&b, "%s: %s\r\n", hdr[i], hdr[i+1])
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET %q: %v", target, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// scrape GETs path (served by Caddy's `metrics` handler) with a valid
+// request ID, so the scrape itself counts as no replaced ID.
+func scrape(t testing.TB, s *caddyServer, path string) metricSet {
+	t.Helper()
+	resp := s.Get(path, "X-Request-ID", "scrape")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, readBody(resp))
+	}
+	return parseMetrics(t, readBody(resp))
+}
+
+// serverNames maps each listen port to the Caddy server name, read from the
+// running config (the Caddyfile adapter names servers srv0, srv1, ...).
+func serverNames(t testing.TB, s *caddyServer) map[int]string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.AdminAddr + "/config/apps/http/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var servers map[string]struct {
+		Listen []string `json:"listen"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&servers); err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]string{}
+	for name, srv := range servers {
+		for _, l := range srv.Listen {
+			p, _ := strconv.Atoi(l[strings.LastIndexByte(l, ':')+1:])
+			out[p] = name
+		}
+	}
+	return out
+}
+
+// eventLogs returns the events app's debug lines for the named event.
+func eventLogs(s *caddyServer, name string) []map[string]any {
+	var out []map[string]any
+	for _, e := range s.LogEntries() {
+		if e["logger"] == "events" && e["msg"] == "event" && e["name"] == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// scrapeAdmin GETs a path of the admin API.
+func scrapeAdmin(t *testing.T, s *caddyServer, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.AdminAddr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// requireStatus GETs /data with token as a bearer token and fails the test
+// unless the status is want (and a 401 names error="invalid_token").
+func requireStatus(t *testing.T, s *caddyServer, token string, want int) {
+	t.Helper()
+	resp := s.Get("/data", "Authorization", "Bearer "+token)
+	if resp.StatusCode != want {
+		t.Fatalf("GET with token: %d %q, want %d", resp.StatusCode, readBody(resp), want)
+	}
+	if want == http.StatusUnauthorized && !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("WWW-Authenticate %q, want error=\"invalid_token\"", resp.Header.Get("WWW-Authenticate"))
+	}
 }

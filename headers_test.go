@@ -14,56 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// defaultSecurityHeaders is DESIGN.md's default set on plain HTTP.
-var defaultSecurityHeaders = map[string]string{
-	"X-Content-Type-Options":            "nosniff",
-	"X-Frame-Options":                   "DENY",
-	"Referrer-Policy":                   "strict-origin-when-cross-origin",
-	"Content-Security-Policy":           "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'",
-	"Cross-Origin-Opener-Policy":        "same-origin",
-	"Cross-Origin-Resource-Policy":      "same-origin",
-	"X-Permitted-Cross-Domain-Policies": "none",
-}
-
-const defaultHSTSValue = "max-age=31536000; includeSubDomains"
-
-// provisionedHandler provisions h as Caddy would (with a bare context).
-func provisionedHandler(t testing.TB, h *Handler) *Handler {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// serveTest runs r through h in front of next and returns the recorded
-// response.
-func serveTest(t testing.TB, h *Handler, r *http.Request, next caddyhttp.HandlerFunc) *httptest.ResponseRecorder {
-	t.Helper()
-	w := httptest.NewRecorder()
-	w.Header().Set("Server", "Caddy") // as Caddy's server does before any handler
-	if err := h.ServeHTTP(w, r, next); err != nil {
-		t.Fatalf("ServeHTTP: %v", err)
-	}
-	return w
-}
-
 func okHandler(w http.ResponseWriter, r *http.Request) error {
 	_, err := w.Write([]byte("ok"))
 	return err
-}
-
-// requireExactHeaders checks that each header in want has exactly that one
-// value.
-func requireExactHeaders(t testing.TB, got http.Header, want map[string]string) {
-	t.Helper()
-	for k, v := range want {
-		if vals := got.Values(k); len(vals) != 1 || vals[0] != v {
-			t.Errorf("%s = %q, want exactly [%q]", k, vals, v)
-		}
-	}
 }
 
 func TestSecurityHeadersDefaultsOnPlainHTTP(t *testing.T) {

@@ -1,14 +1,12 @@
 package sechard
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,119 +14,6 @@ import (
 	"testing"
 	"time"
 )
-
-// metricSet is a scrape of the sechard_* series, keyed by
-// `name{label="value",...}` with the labels sorted by name.
-type metricSet map[string]float64
-
-// series builds a metricSet key from a name and label pairs.
-func series(name string, labelPairs ...string) string {
-	pairs := make([]string, 0, len(labelPairs)/2)
-	for i := 0; i+1 < len(labelPairs); i += 2 {
-		pairs = append(pairs, labelPairs[i]+"="+strconv.Quote(labelPairs[i+1]))
-	}
-	sort.Strings(pairs)
-	return name + "{" + strings.Join(pairs, ",") + "}"
-}
-
-// parseMetrics reads the sechard_* samples of a Prometheus text exposition.
-func parseMetrics(t testing.TB, text string) metricSet {
-	t.Helper()
-	m := metricSet{}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "sechard_") {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		head := line[:sp]
-		name, labels := head, ""
-		if i := strings.IndexByte(head, '{'); i >= 0 {
-			name, labels = head[:i], strings.TrimSuffix(head[i+1:], "}")
-		}
-		var pairs []string
-		for labels != "" {
-			eq := strings.IndexByte(labels, '=')
-			k := labels[:eq]
-			rest := labels[eq+1:]
-			val, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
-			}
-			uq, _ := strconv.Unquote(val)
-			pairs = append(pairs, k, uq)
-			labels = strings.TrimPrefix(rest[len(val):], ",")
-		}
-		m[series(name, pairs...)] = v
-	}
-	return m
-}
-
-// scrape GETs path (served by Caddy's `metrics` handler) with a valid
-// request ID, so the scrape itself counts as no replaced ID.
-func scrape(t testing.TB, s *caddyServer, path string) metricSet {
-	t.Helper()
-	resp := s.Get(path, "X-Request-ID", "scrape")
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, readBody(resp))
-	}
-	return parseMetrics(t, readBody(resp))
-}
-
-// expectMetrics fails for every series in want whose value differs.
-func expectMetrics(t testing.TB, got metricSet, want map[string]float64) {
-	t.Helper()
-	for k, v := range want {
-		g, ok := got[k]
-		switch {
-		case !ok:
-			t.Errorf("series %s missing (want %v)", k, v)
-		case g != v:
-			t.Errorf("%s = %v, want %v", k, g, v)
-		}
-	}
-}
-
-// serverNames maps each listen port to the Caddy server name, read from the
-// running config (the Caddyfile adapter names servers srv0, srv1, ...).
-func serverNames(t testing.TB, s *caddyServer) map[int]string {
-	t.Helper()
-	resp, err := http.Get("http://" + s.AdminAddr + "/config/apps/http/servers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var servers map[string]struct {
-		Listen []string `json:"listen"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&servers); err != nil {
-		t.Fatal(err)
-	}
-	out := map[int]string{}
-	for name, srv := range servers {
-		for _, l := range srv.Listen {
-			p, _ := strconv.Atoi(l[strings.LastIndexByte(l, ':')+1:])
-			out[p] = name
-		}
-	}
-	return out
-}
-
-// eventLogs returns the events app's debug lines for the named event.
-func eventLogs(s *caddyServer, name string) []map[string]any {
-	var out []map[string]any
-	for _, e := range s.LogEntries() {
-		if e["logger"] == "events" && e["msg"] == "event" && e["name"] == name {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // TestMetricsScrapeAfterScriptedRequests drives every kind of refusal, auth
 // success and request-ID replacement through a real Caddy with two servers

@@ -12,8 +12,6 @@ import (
 	"time"
 )
 
-const biSPIFFE = "spiffe://cluster.local/ns/bi/sa/service-bi"
-
 // mtlsSite is an HTTPS site whose TLS stack verifies client certificates
 // against caPath (clientAuth is the client_auth block's body) and whose
 // sechard maps three identities; JWTs and an API key stay available for the

@@ -184,30 +184,6 @@ func TestClientCertMatchIsExact(t *testing.T) {
 	}
 }
 
-// mtlsUnitAuth is an Auth with client_cert lines, a JWT key and an API key,
-// with a clock the test moves.
-func mtlsUnitAuth(t testing.TB, now *time.Time, extra func(*Auth)) *Auth {
-	t.Helper()
-	ti := newTestIssuer(t)
-	a := &Auth{
-		APIKeys: []APIKey{{Secret: "K", Scopes: []string{"nl-query:read"}}},
-		JWT:     &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}},
-		ClientCerts: []ClientCert{
-			{Identity: biSPIFFE, Scopes: []string{"nl-query:read", "schema:read"}},
-			{Identity: "cn:no-scopes"},
-		},
-		Require: []Requirement{{Path: "/nl-query/*", Scopes: []string{"nl-query:read"}}},
-	}
-	if extra != nil {
-		extra(a)
-	}
-	if err := a.provision(authTestEnv(t, func() time.Time { return *now }, map[string]string{"K": "the-key"})); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.cleanup() })
-	return a
-}
-
 func TestAuthDecideMTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newMTLSCA(t, dir, "ca")

@@ -1,15 +1,11 @@
 package sechard
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // muxUpstream is a Go 1.22+ http.ServeMux backend, the kind of router the
@@ -46,35 +42,6 @@ func (m *muxUpstream) take() []string {
 	h := m.hits
 	m.hits = nil
 	return h
-}
-
-// rawGet sends a GET with the request target exactly as given, over a raw
-// socket (no client library cleans or re-encodes it).
-func rawGet(t *testing.T, s *caddyServer, target string, hdr ...string) (*http.Response, string) {
-	t.Helper()
-	host := strings.TrimPrefix(s.URL, "http://")
-	c, err := net.DialTimeout("tcp", host, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", target, host)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		fmt.Fprintf(&b, "%s: %s\r\n", hdr[i], hdr[i+1])
-	}
-	b.WriteString("\r\n")
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET %q: %v", target, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(body)
 }
 
 const (

@@ -10,72 +10,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-
-	"github.com/sechard/sechard/internal/secrets"
 )
-
-// parseRateLimit parses a rate_limit block body from Caddyfile text.
-func parseRateLimit(body string) (*RateLimit, error) {
-	d := caddyfile.NewTestDispenser("rate_limit {\n" + body + "\n}")
-	d.Next()
-	c := new(RateLimit)
-	return c, c.unmarshalCaddyfile(d)
-}
-
-// newTestRateLimit parses and provisions a rate_limit block on clock, and
-// cleans it up at the end of the test.
-func newTestRateLimit(t testing.TB, body string, clock *fakeClock) *RateLimit {
-	t.Helper()
-	c, err := parseRateLimit(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	provisionTestRateLimit(t, c, clock.now, zap.NewNop(), nil)
-	return c
-}
-
-func provisionTestRateLimit(t testing.TB, c *RateLimit, now func() time.Time, logger *zap.Logger, values secrets.Values) {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	env := &provisionEnv{Context: ctx, logger: logger, now: now, secrets: values}
-	if err := c.provision(env); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.cleanup(); cancel() })
-}
-
-// rlResult is what one request got from the rate-limit stage.
-type rlResult struct {
-	status int
-	header http.Header // the response headers, plus the decision's
-}
-
-// hit runs the stage for a GET of target from client ip.
-func hit(c *RateLimit, ip, target string, hdr ...string) rlResult {
-	req := httptest.NewRequest(http.MethodGet, target, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
-	req = req.WithContext(ctx)
-	repl := caddyhttp.NewTestReplacer(req)
-	rec := httptest.NewRecorder()
-	ex := &exchange{w: rec, r: req, repl: repl, requestID: "test"}
-	d := c.decide(ex)
-	h := rec.Header().Clone()
-	for k, v := range d.Header {
-		h[k] = v
-	}
-	st := d.Status
-	if st == 0 {
-		st = 200
-	}
-	return rlResult{status: st, header: h}
-}
 
 // statuses sends n requests and returns their statuses.
 func statuses(c *RateLimit, ip, target string, n int) []int {
@@ -84,26 +21,6 @@ func statuses(c *RateLimit, ip, target string, n int) []int {
 		out[i] = hit(c, ip, target).status
 	}
 	return out
-}
-
-func repeatStatus(st, n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = st
-	}
-	return out
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRateLimitBurstThenOneEveryInterval(t *testing.T) {
@@ -532,10 +449,6 @@ func BenchmarkRateLimitDecide(b *testing.B) {
 			b.Fatal(d)
 		}
 	}
-}
-
-func newTestContext() (caddy.Context, context.CancelFunc) {
-	return caddy.NewContext(caddy.Context{Context: context.Background()})
 }
 
 // FuzzRateLimitDecide: any path and client key is decided without panic,

@@ -377,7 +377,7 @@ func TestRevocationRedisLegacyLayoutStillRead(t *testing.T) {
 	}
 	c.Set(ctx, "sechard:revoked:jti:old-jti", exp-30, 0)
 	c.Set(ctx, "sechard:revoked:sub:old-sub", now.Unix(), 0)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL})
 	if !rv.revoked("old-jti", "", now) || !rv.revoked("", "old-sub", now.Add(-time.Minute)) || rv.revoked("", "old-sub", now.Add(time.Minute)) {
 		t.Fatalf("legacy entries not applied: %+v", rv.entries())

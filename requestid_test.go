@@ -1,19 +1,13 @@
 package sechard
 
 import (
-	"context"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -83,28 +77,6 @@ func FuzzRequestIDValid(f *testing.F) {
 			t.Fatalf("validRequestID(%q, %d) = %v, want %v", id, max, got, want)
 		}
 	})
-}
-
-// newTestEnv returns a provisionEnv whose logs are observed.
-func newTestEnv(t testing.TB) (*provisionEnv, *observer.ObservedLogs) {
-	core, logs := observer.New(zapcore.DebugLevel)
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	return &provisionEnv{Context: ctx, logger: zap.New(core), now: time.Now}, logs
-}
-
-// newTestRequest builds a request with the context Caddy's server gives it:
-// a replacer, the vars table (with client_ip) and the extra log fields.
-func newTestRequest(header ...string) (*http.Request, *caddyhttp.ExtraLogFields) {
-	r := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Add(header[i], header[i+1])
-	}
-	extra := new(caddyhttp.ExtraLogFields)
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.1"})
-	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, extra)
-	return r.WithContext(ctx), extra
 }
 
 func provisionedRequestID(t testing.TB, c *RequestID) (*RequestID, *observer.ObservedLogs) {

@@ -13,36 +13,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sechard/sechard/internal/revocation"
 )
-
-// newRevocationEnv returns a provision environment with an observed logger;
-// its context is cancelled at the end of the test.
-func newRevocationEnv(t testing.TB) (*provisionEnv, *observer.ObservedLogs) {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	core, logs := observer.New(zapcore.DebugLevel)
-	return &provisionEnv{Context: ctx, logger: zap.New(core), now: time.Now}, logs
-}
-
-// provisionRevocation provisions rv and cleans it up at the end of the test.
-func provisionRevocation(t testing.TB, env *provisionEnv, rv *Revocation) *Revocation {
-	t.Helper()
-	if err := rv.provision(env); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rv.cleanup(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return rv
-}
 
 func countLogs(logs *observer.ObservedLogs, prefix string) int {
 	n := 0
@@ -96,7 +70,7 @@ func TestRevocationCaddyfile(t *testing.T) {
 }
 
 func TestRevocationDefaults(t *testing.T) {
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{})
 	if time.Duration(rv.Refresh) != 10*time.Second || time.Duration(rv.CacheTTL) != 5*time.Second {
 		t.Fatalf("defaults: refresh %v, cache_ttl %v", time.Duration(rv.Refresh), time.Duration(rv.CacheTTL))
@@ -127,7 +101,7 @@ two words
 sub:x 1 2
 sub: leading-space
 `)
-	env, logs := newRevocationEnv(t)
+	env, logs := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{File: file})
 
 	at := func(sec int64) time.Time { return time.Unix(sec, 0) }
@@ -173,7 +147,7 @@ sub: leading-space
 }
 
 func TestRevocationFileMissingAtLoadIsAConfigError(t *testing.T) {
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	err := (&Revocation{File: filepath.Join(t.TempDir(), "absent.txt")}).provision(env)
 	if err == nil || !strings.Contains(err.Error(), "loading revocation file") {
 		t.Fatalf("got %v, want a loading error", err)
@@ -188,7 +162,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "revoked.txt")
 	writeAuthFile(t, file, "first\n")
-	env, logs := newRevocationEnv(t)
+	env, logs := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{File: file, Refresh: caddy.Duration(refresh)})
 	if !rv.revoked("first", "", time.Now()) {
 		t.Fatal("first not revoked at load")
@@ -237,7 +211,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 func TestRevocationCleanupStopsTheRefresher(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "revoked.txt")
 	writeAuthFile(t, file, "a\n")
-	env, logs := newRevocationEnv(t)
+	env, logs := newTestEnv(t)
 	rv := &Revocation{File: file, Refresh: caddy.Duration(20 * time.Millisecond)}
 	if err := rv.provision(env); err != nil {
 		t.Fatal(err)
@@ -262,7 +236,7 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 	r := startRedis(t)
 	const cacheTTL = 200 * time.Millisecond
 	const slack = 300 * time.Millisecond
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	a := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 	b := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 
@@ -320,7 +294,7 @@ func TestRevocationRedisSeenByTwoInstancesWithinCacheTTL(t *testing.T) {
 
 func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 	r := startRedis(t)
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL})
 	c := redisClient(t, r.Addr)
 	ctx := context.Background()
@@ -391,7 +365,7 @@ func TestRevocationRedisKeysExpireByThemselves(t *testing.T) {
 func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	r := startRedis(t)
 	const cacheTTL = 100 * time.Millisecond
-	env, logs := newRevocationEnv(t)
+	env, logs := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 	now := time.Now()
 	e, _ := revocation.Request{JTI: "outage-jti", Exp: now.Add(time.Minute).Unix()}.Entry(now, defaultTokenBounds)
@@ -411,7 +385,7 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 	}
 
 	// A config reload during the outage starts from the last known list.
-	env2, _ := newRevocationEnv(t)
+	env2, _ := newTestEnv(t)
 	reloaded := provisionRevocation(t, env2, &Revocation{Redis: r.URL, CacheTTL: caddy.Duration(cacheTTL)})
 	if !reloaded.revoked("outage-jti", "", now) {
 		t.Fatal("a reload during the outage forgot the last known list")
@@ -429,7 +403,7 @@ func TestRevocationRedisOutageKeepsLastListAndLogsOnce(t *testing.T) {
 }
 
 func TestRevocationRedisBadURLIsAConfigError(t *testing.T) {
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	if err := (&Revocation{Redis: "http://nope"}).provision(env); err == nil {
 		t.Fatal("no error for a non-redis URL")
 	}
@@ -438,7 +412,7 @@ func TestRevocationRedisBadURLIsAConfigError(t *testing.T) {
 // BenchmarkRevokedCacheHit measures the request-path check against a list of
 // 10,000 jtis and 1,000 subjects, answered from the local snapshot.
 func BenchmarkRevokedCacheHit(b *testing.B) {
-	env, _ := newRevocationEnv(b)
+	env, _ := newTestEnv(b)
 	rv := provisionRevocation(b, env, &Revocation{})
 	rv.mu.Lock()
 	for i := range 10000 {
@@ -488,17 +462,6 @@ func revocationSite(pub, revocationBlock string) string {
 	}
 	respond "hello {http.auth.user.id}"
 }`, pub, revocationBlock)
-}
-
-func requireStatus(t *testing.T, s *caddyServer, token string, want int) {
-	t.Helper()
-	resp := s.Get("/data", "Authorization", "Bearer "+token)
-	if resp.StatusCode != want {
-		t.Fatalf("GET with token: %d %q, want %d", resp.StatusCode, readBody(resp), want)
-	}
-	if want == http.StatusUnauthorized && !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
-		t.Fatalf("WWW-Authenticate %q, want error=\"invalid_token\"", resp.Header.Get("WWW-Authenticate"))
-	}
 }
 
 func TestRevocationEndToEndNextRequestIsRefused(t *testing.T) {
@@ -558,7 +521,7 @@ func TestRevocationEndToEndFleetViaRedisWithinCacheTTL(t *testing.T) {
 }
 
 func TestRevocationLookupsRaceFreeDuringUpdates(t *testing.T) {
-	env, _ := newRevocationEnv(t)
+	env, _ := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{})
 	stop := make(chan struct{})
 	done := make(chan struct{})

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,25 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/sechard/sechard/internal/ratelimit"
 	"github.com/sechard/sechard/internal/secrets"
 )
-
-// newRedisRateLimit provisions a rate_limit block on the real clock (Redis
-// uses its own) and returns it with its observed logs.
-func newRedisRateLimit(t testing.TB, body string, values secrets.Values) (*RateLimit, *observer.ObservedLogs) {
-	t.Helper()
-	c, err := parseRateLimit(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zapcore.DebugLevel)
-	provisionTestRateLimit(t, c, time.Now, zap.New(core), values)
-	return c, logs
-}
 
 // TestRateLimitRedisMatchesMemory: the same request sequence gets the same
 // answers and headers from either store.
@@ -363,22 +346,4 @@ func TestRateLimitRedisPasswordNotInCaddyLogs(t *testing.T) {
 	if strings.Contains(s.Logs(), pw) {
 		t.Fatalf("password in logs:\n%s", s.Logs())
 	}
-}
-
-// benchBudget admits everything, so the benchmarks measure the store, not
-// refusals.
-func benchBudget(tb testing.TB) ratelimit.Budget {
-	r, err := ratelimit.NewRate(1<<30, 1<<30, 1<<30)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return ratelimit.Budget{Kind: ratelimit.KindPath, Tag: "/nl-query/run", Rate: r}
-}
-
-func benchClients(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
-	}
-	return out
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,35 +21,6 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
-
-func tokenSite(up, signingKeys, authExtra string) string {
-	return `http://127.0.0.1:{PORT} {
-	sechard {
-		rate_limit {
-			route /oauth2/token 60/1m
-			rate 1000/1m
-		}
-		auth {
-			api_key BI_KEY nl-query:read schema:read
-			api_key LEGACY_KEY
-			require /nl-query/* nl-query:read
-			require /schema/* schema:read
-			public /healthz
-			revocation {
-				cache_ttl 1s
-			}
-			` + authExtra + `
-		}
-		token_service {
-			issuer http://127.0.0.1:{PORT}
-			audience nl-query-api
-			signing_key ` + signingKeys + `
-			ttl 2m
-		}
-	}
-	reverse_proxy ` + up + `
-}`
-}
 
 // postForm sends a token request with an optional Basic header.
 func postForm(t *testing.T, s *caddyServer, form url.Values, basicID, basicSecret string) (*http.Response, map[string]any) {
@@ -341,28 +311,6 @@ func verifyWithJose(t *testing.T, token string, jwks jose.JSONWebKeySet, alg jos
 	var claims map[string]any
 	json.Unmarshal(payload, &claims)
 	return claims
-}
-
-// scrapeAdmin GETs a path of the admin API.
-func scrapeAdmin(t *testing.T, s *caddyServer, path string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + s.AdminAddr + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestTokenServiceTLSClientAuth: a service certificate is exchanged for a
