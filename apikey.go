@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 
+	"github.com/sechard/sechard/internal/jwtverify"
 	"github.com/sechard/sechard/internal/secrets"
 )
 
@@ -36,7 +37,7 @@ func newAPIKeySet(keys []APIKey, values secrets.Values) *apiKeySet {
 		d := sha256.Sum256([]byte(values[k.Secret].Value()))
 		s.digests = append(s.digests, d)
 		s.words = append(s.words, digestWords(&d))
-		id := &identity{method: "api_key", subject: k.Secret, scopes: dedupe(append([]string(nil), k.Scopes...)), full: len(k.Scopes) == 0}
+		id := &identity{method: "api_key", subject: k.Secret, scopes: jwtverify.NormalizeScopes(append([]string(nil), k.Scopes...)), full: len(k.Scopes) == 0}
 		id.seal()
 		s.ids = append(s.ids, id)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/sechard/sechard/internal/jwtverify"
 	"go.uber.org/zap"
 )
 
@@ -111,7 +112,7 @@ func (a *Auth) provision(env *provisionEnv) error {
 	a.rules = nil
 	catchAll := false
 	for _, req := range a.Require {
-		r := compiledRule{scopes: dedupe(append([]string(nil), req.Scopes...))}
+		r := compiledRule{scopes: jwtverify.NormalizeScopes(append([]string(nil), req.Scopes...))}
 		r.joined = strings.Join(r.scopes, " ")
 		if req.Path != "" {
 			r.match = caddyhttp.MatchPath{req.Path}

@@ -72,17 +72,6 @@ func (id *identity) has(scope string) bool {
 	return id.full || slices.Contains(id.scopes, scope)
 }
 
-// dedupe drops empty strings and repeats, in place, keeping the order.
-func dedupe(s []string) []string {
-	out := s[:0]
-	for i, x := range s {
-		if x != "" && !slices.Contains(s[:i], x) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // credError is a rejected credential; desc becomes the error_description
 // of the 401 (short, fixed strings; never token content).
 type credError struct {

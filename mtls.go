@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sechard/sechard/internal/jwtverify"
 )
 
 // ClientCert maps a client certificate that Caddy's TLS stack verified
@@ -189,7 +191,7 @@ func newCertIdentities(certs []ClientCert) (*certIdentities, error) {
 			return nil, fmt.Errorf("%s mapped twice", c.Identity)
 		}
 		seen[c.Identity] = true
-		id := &identity{method: "mtls", subject: c.Identity, scopes: dedupe(append([]string(nil), c.Scopes...))}
+		id := &identity{method: "mtls", subject: c.Identity, scopes: jwtverify.NormalizeScopes(append([]string(nil), c.Scopes...))}
 		id.seal()
 		m := certMapping{order: i, id: id}
 		switch {

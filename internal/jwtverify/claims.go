@@ -73,11 +73,13 @@ func (c *tokenClaims) scopes() []string {
 	if c.Scp != nil {
 		s = append(s, c.Scp.list...)
 	}
-	return dedupe(s)
+	return NormalizeScopes(s)
 }
 
-// dedupe drops empty strings and repeats, in place, keeping the order.
-func dedupe(s []string) []string {
+// NormalizeScopes drops empty strings and repeats from s, in place, keeping
+// the order: what a token's scopes become, and so what a configured scope
+// list compared against them should become too.
+func NormalizeScopes(s []string) []string {
 	out := s[:0]
 	for i, x := range s {
 		if x != "" && !slices.Contains(s[:i], x) {
