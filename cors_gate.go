@@ -39,9 +39,12 @@ func (c *CORS) decide(ex *exchange) decision {
 			return c.preflight(ex, hdr, origin, allowed, acrm)
 		}
 	}
-	ex.cors = c.setActual(hdr, origin, allowed, options)
+	var own *corsActual
+	if c.setActual(hdr, &ex.corsHeaders, origin, allowed, options) {
+		own = &ex.corsHeaders
+	}
 	if sw, ok := ex.w.(*securityHeadersWriter); ok {
-		sw.ownCORS(ex.cors) // the only source of Access-Control-* headers from here on
+		sw.ownCORS(own) // the only source of Access-Control-* headers from here on
 	}
 	return allow
 }
@@ -57,24 +60,21 @@ func (c *CORS) originAllowed(origin string) bool {
 }
 
 // setActual sets the headers of a response to an actual (non-preflight)
-// request. The values share one fresh backing array, handed out as
-// capacity-limited one-element slices, so a later handler's append can
-// never write into another header's value or another request's.
-func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) *corsActual {
-	vary := "Origin"
-	if options {
-		vary = varyPreflight
-	}
-	if !allowed {
-		v := new([1]string)
-		v[0] = vary
-		addVary(hdr, v[0:1:1])
-		return nil
-	}
-	a := new(corsActual)
+// request, and reports whether the origin is allowed. The values live in
+// a, the request's own array inside the exchange (never reused), handed
+// out as capacity-limited one-element slices, so a later handler's append
+// can never write into another header's value or another request's.
+func (c *CORS) setActual(hdr http.Header, a *corsActual, origin string, allowed, options bool) bool {
 	v := &a.vals
-	v[0], v[1] = vary, origin
+	v[0] = "Origin"
+	if options {
+		v[0] = varyPreflight
+	}
 	addVary(hdr, v[0:1:1])
+	if !allowed {
+		return false
+	}
+	v[1] = origin
 	hdr[corsActualHeaders[0]] = v[1:2:2]
 	if c.Credentials {
 		v[2] = "true"
@@ -85,7 +85,7 @@ func (c *CORS) setActual(hdr http.Header, origin string, allowed, options bool) 
 		hdr[corsActualHeaders[2]] = v[3:4:4]
 	}
 	copy(a.sent[:], v[1:])
-	return a
+	return true
 }
 
 // corsActual is what setActual set for an allowed origin: Vary, then the

@@ -34,7 +34,7 @@ type gate interface {
 	// decide looks at the request and returns what to do with it. It may
 	// change the request it passes on (paths' rewrite, auth's identity
 	// headers), set the headers every response carries, and leave what
-	// later gates read (ex.identity, ex.cors); conclude does the rest:
+	// later gates read (ex.identity); conclude does the rest:
 	// logs, metrics, events, report mode, the response.
 	decide(ex *exchange) decision
 }

@@ -220,16 +220,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // exchange is what the stages of one request share. Stages may replace r
 // (e.g. auth passes on a request with identity headers). It is allocated
 // per request and must never be pooled or reused: response header values
-// are strings over rl's bytes (see rlField) and live as long as it does.
+// are strings over rl's bytes (see rlField) or slices of corsHeaders, and
+// live as long as it does.
 type exchange struct {
-	w         http.ResponseWriter
-	r         *http.Request
-	repl      *caddy.Replacer
-	requestID string
-	cors      *corsActual // the CORS headers set for an allowed origin
-	identity  string      // the identity auth accepted ("" for none, or a public path)
-	rl        rlFields    // the rate-limit header values
-	audit     authAudit   // auth's audit record, kept here so recording it allocates nothing
+	w           http.ResponseWriter
+	r           *http.Request
+	repl        *caddy.Replacer
+	requestID   string
+	corsHeaders corsActual // the CORS header values of this response
+	identity    string     // the identity auth accepted ("" for none, or a public path)
+	rl          rlFields   // the rate-limit header values
+	audit       authAudit  // auth's audit record, kept here so recording it allocates nothing
 }
 
 // clientIP is the client address Caddy computed for r (honouring the
