@@ -219,16 +219,9 @@ func (m *handlerMetrics) provisionTokens(clients []string) map[string]prometheus
 	return issued
 }
 
-// authSuccess counts an authenticated request: key is the API-key holder
-// name for api_key, and the method itself for jwt and mtls.
-func (m *handlerMetrics) authSuccess(id *identity) {
-	if c := m.authSuccessCounter(id); c != nil {
-		c.Inc()
-	}
-}
-
 // authSuccessCounter is the sechard_auth_success_total series of id (nil
-// for none): resolved at provision, so finding it allocates nothing.
+// for none; key is the API-key holder name for api_key, and the method
+// itself for jwt and mtls): resolved at provision, so finding it allocates nothing.
 func (m *handlerMetrics) authSuccessCounter(id *identity) prometheus.Counter {
 	if m == nil || id == nil {
 		return nil

@@ -58,14 +58,6 @@ func unmarshalPathsCaddyfile(d *caddyfile.Dispenser) (string, error) {
 	return v, nil
 }
 
-func newPathStage(env *provisionEnv, action string) (*pathStage, error) {
-	p := &pathStage{action: action}
-	if err := p.provision(env); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
 func (p *pathStage) name() string { return "paths" }
 
 // mode is always enforce: passing an ambiguous path on is the bypass itself.

@@ -129,3 +129,12 @@ func BenchmarkPathsStageAllowed(b *testing.B) {
 		stage.decide(ex)
 	}
 }
+
+// newPathStage is a provisioned paths gate, as Handler.Provision makes one.
+func newPathStage(env *provisionEnv, action string) (*pathStage, error) {
+	p := &pathStage{action: action}
+	if err := p.provision(env); err != nil {
+		return nil, err
+	}
+	return p, nil
+}

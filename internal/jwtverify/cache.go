@@ -89,13 +89,3 @@ func (c *tokenCache[T]) put(token string, value T, expires time.Time, kid string
 	}
 	s.entries[h] = &cacheEntry[T]{token: token, value: value, expires: expires, kid: kid, key: key}
 }
-
-func (c *tokenCache[T]) len() int {
-	n := 0
-	for i := range c.shards {
-		c.shards[i].mu.RLock()
-		n += len(c.shards[i].entries)
-		c.shards[i].mu.RUnlock()
-	}
-	return n
-}

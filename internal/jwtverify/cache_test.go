@@ -62,3 +62,14 @@ func TestVerifierCacheFollowsKeyRotation(t *testing.T) {
 		t.Fatalf("token of a dropped key: %v", err)
 	}
 }
+
+// len counts the cached tokens, for tests.
+func (c *tokenCache[T]) len() int {
+	n := 0
+	for i := range c.shards {
+		c.shards[i].mu.RLock()
+		n += len(c.shards[i].entries)
+		c.shards[i].mu.RUnlock()
+	}
+	return n
+}
