@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 // TestAuthEndToEnd runs one real Caddy and drives every credential rule
@@ -51,7 +52,7 @@ func TestAuthEndToEnd(t *testing.T) {
 	t.Run("valid token per algorithm", func(t *testing.T) {
 		for _, kid := range []string{"es256", "es384", "es512", "ed", "rs"} {
 			t.Run(ti.algs[kid], func(t *testing.T) {
-				resp := get(t, "/nl-query/ask", bearer(ti.sign(kid, testClaims(now(), nil), nil))...)
+				resp := get(t, "/nl-query/ask", bearer(ti.sign(kid, jwttest.Claims(now(), nil), nil))...)
 				expect(t, resp, 200, "")
 				last := up.Last()
 				if last.Header.Get("X-Auth-Subject") != "service-bi" || last.Header.Get("X-Auth-Method") != "jwt" ||
@@ -82,7 +83,7 @@ func TestAuthEndToEnd(t *testing.T) {
 			{"wrong aud", map[string]any{"aud": "other-api"}, 401, "wrong audience"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				resp := get(t, "/data", bearer(ti.sign("es256", testClaims(n, tc.over), nil))...)
+				resp := get(t, "/data", bearer(ti.sign("es256", jwttest.Claims(n, tc.over), nil))...)
 				want := ""
 				if tc.status == 401 {
 					want = wwwAuth401(tc.desc)
@@ -101,7 +102,7 @@ func TestAuthEndToEnd(t *testing.T) {
 			"prefix is no match": {"scopes": []string{"nl-query:read-only", "nl-query"}},
 		} {
 			t.Run(name, func(t *testing.T) {
-				resp := get(t, "/nl-query/x", bearer(ti.sign("ed", testClaims(now(), over), nil))...)
+				resp := get(t, "/nl-query/x", bearer(ti.sign("ed", jwttest.Claims(now(), over), nil))...)
 				if name == "prefix is no match" {
 					expect(t, resp, 403, `Bearer error="insufficient_scope", scope="nl-query:read"`)
 					return
@@ -115,14 +116,14 @@ func TestAuthEndToEnd(t *testing.T) {
 		expect(t, get(t, "/data"), 401, `Bearer realm="sechard"`)
 		expect(t, get(t, "/data", "Authorization", "Basic dXNlcjpwYXNz"), 401, `Bearer realm="sechard"`)
 		expect(t, get(t, "/data", bearer("not-a-jwt")...), 401, wwwAuth401("malformed token"))
-		expect(t, get(t, "/admin/users", bearer(ti.sign("es256", testClaims(now(), nil), nil))...), 403,
+		expect(t, get(t, "/admin/users", bearer(ti.sign("es256", jwttest.Claims(now(), nil), nil))...), 403,
 			`Bearer error="insufficient_scope", scope="admin:write"`)
 		// A path matched by no require line needs valid credentials only.
-		expect(t, get(t, "/anything", bearer(ti.sign("es256", testClaims(now(), map[string]any{"scopes": nil}), nil))...), 200, "")
+		expect(t, get(t, "/anything", bearer(ti.sign("es256", jwttest.Claims(now(), map[string]any{"scopes": nil}), nil))...), 200, "")
 		// Tokens in the query string are never read (RFC 6750 §2.3 not offered).
 		// (Caddy logs the URI, so a client putting its token there leaks it
 		// to the access log; that token is not in usedTokens.)
-		tok := ti.sign("es256", testClaims(now(), nil), nil)
+		tok := ti.sign("es256", jwttest.Claims(now(), nil), nil)
 		expect(t, get(t, "/data?access_token="+tok), 401, `Bearer realm="sechard"`)
 	})
 
@@ -147,7 +148,7 @@ func TestAuthEndToEnd(t *testing.T) {
 	})
 
 	t.Run("both credentials: the JWT decides", func(t *testing.T) {
-		expect(t, get(t, "/nl-query/x", append(bearer(ti.sign("es256", testClaims(now(), nil), nil)), "X-API-Key", "wrong")...), 200, "")
+		expect(t, get(t, "/nl-query/x", append(bearer(ti.sign("es256", jwttest.Claims(now(), nil), nil)), "X-API-Key", "wrong")...), 200, "")
 		if up.Last().Header.Get("X-Auth-Method") != "jwt" || up.Last().Header.Get("X-Api-Key") != "" {
 			t.Fatalf("headers %v", up.Last().Header)
 		}
@@ -178,72 +179,72 @@ func TestAuthEndToEnd(t *testing.T) {
 
 	t.Run("attacks are rejected with 401", func(t *testing.T) {
 		n := now()
-		c := testClaims(n, nil)
-		hdrJSON := func(h map[string]any) []byte { return jwtJSON(h) }
+		c := jwttest.Claims(n, nil)
+		hdrJSON := func(h map[string]any) []byte { return jwttest.MustJSON(h) }
 		good := ti.sign("es256", c, nil)
 		parts := strings.Split(good, ".")
 		pemBytes, _ := os.ReadFile(ti.pemPath("es256"))
 		rsaPEM, _ := os.ReadFile(ti.pemPath("rs"))
 		hs := func(key []byte, kid string) string {
-			signing := jwtB64(hdrJSON(map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid})) + "." + parts[1]
+			signing := jwttest.Base64URL(hdrJSON(map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid})) + "." + parts[1]
 			m := hmac.New(sha256.New, key)
 			m.Write([]byte(signing))
-			return signing + "." + jwtB64(m.Sum(nil))
+			return signing + "." + jwttest.Base64URL(m.Sum(nil))
 		}
 		attacker, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		var keyServerHits atomic.Int32
 		keyServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			keyServerHits.Add(1)
 			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"keys":[%s]}`, ecJWK(&attacker.PublicKey, "attacker"))
+			fmt.Fprintf(w, `{"keys":[%s]}`, jwttest.ECP256JWK(&attacker.PublicKey, "attacker"))
 		}))
 		defer keyServer.Close()
 		attackerSigned := func(h map[string]any) string {
 			h["alg"] = "ES256"
-			return ti.signRaw("ES256", attacker, hdrJSON(h), jwtJSON(c))
+			return jwttest.SignRaw("ES256", attacker, hdrJSON(h), jwttest.MustJSON(c))
 		}
-		tampered := parts[0] + "." + jwtB64(jwtJSON(testClaims(n, map[string]any{"scopes": []string{"admin:write"}, "iat": c["iat"], "exp": c["exp"], "jti": c["jti"]}))) + "." + parts[2]
+		tampered := parts[0] + "." + jwttest.Base64URL(jwttest.MustJSON(jwttest.Claims(n, map[string]any{"scopes": []string{"admin:write"}, "iat": c["iat"], "exp": c["exp"], "jti": c["jti"]}))) + "." + parts[2]
 		// Non-canonical base64: a payload whose encoding ends in a character
 		// with spare bits, one of them set, signed for real over that exact
 		// string (so only strict decoding can catch it).
-		payload := jwtJSON(testClaims(n, nil))
-		for pad := "x"; len(jwtB64(payload))%4 == 0; pad += "x" {
-			payload = jwtJSON(testClaims(n, map[string]any{"pad": pad}))
+		payload := jwttest.MustJSON(jwttest.Claims(n, nil))
+		for pad := "x"; len(jwttest.Base64URL(payload))%4 == 0; pad += "x" {
+			payload = jwttest.MustJSON(jwttest.Claims(n, map[string]any{"pad": pad}))
 		}
 		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-		enc := []byte(jwtB64(payload))
+		enc := []byte(jwttest.Base64URL(payload))
 		enc[len(enc)-1] = alphabet[strings.IndexByte(alphabet, enc[len(enc)-1])|1]
-		ncSigning := jwtB64(hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"})) + "." + string(enc)
+		ncSigning := jwttest.Base64URL(hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"})) + "." + string(enc)
 		ncSig, err := jwt.GetSigningMethod("ES256").Sign(ncSigning, ti.keys["es256"])
 		if err != nil {
 			t.Fatal(err)
 		}
-		nonCanonical := ncSigning + "." + jwtB64(ncSig)
-		oversized := ti.sign("es256", testClaims(n, map[string]any{"pad": strings.Repeat("a", 8200)}), nil)
+		nonCanonical := ncSigning + "." + jwttest.Base64URL(ncSig)
+		oversized := ti.sign("es256", jwttest.Claims(n, map[string]any{"pad": strings.Repeat("a", 8200)}), nil)
 
 		for _, tc := range []struct {
 			name, token, desc string
 		}{
-			{"alg none", jwtB64([]byte(`{"alg":"none","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg None", jwtB64([]byte(`{"alg":"None","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg NONE", jwtB64([]byte(`{"alg":"NONE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg nOnE", jwtB64([]byte(`{"alg":"nOnE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
-			{"alg none with a signature", jwtB64([]byte(`{"alg":"none"}`)) + "." + parts[1] + "." + parts[2], "algorithm not accepted"},
+			{"alg none", jwttest.Base64URL([]byte(`{"alg":"none","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg None", jwttest.Base64URL([]byte(`{"alg":"None","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg NONE", jwttest.Base64URL([]byte(`{"alg":"NONE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg nOnE", jwttest.Base64URL([]byte(`{"alg":"nOnE","kid":"es256"}`)) + "." + parts[1] + ".", "algorithm not accepted"},
+			{"alg none with a signature", jwttest.Base64URL([]byte(`{"alg":"none"}`)) + "." + parts[1] + "." + parts[2], "algorithm not accepted"},
 			{"HS256 keyed with the EC public key PEM", hs(pemBytes, "es256"), "algorithm not accepted"},
 			{"HS256 keyed with the RSA public key PEM", hs(rsaPEM, "rs"), "algorithm not accepted"},
-			{"RS256 header on an EC-signed token", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "RS256", "kid": "es256"}), jwtJSON(c)), "algorithm not accepted"},
-			{"ES384 header for a P-256 key", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES384", "kid": "es256"}), jwtJSON(c)), "algorithm not accepted"},
-			{"EdDSA header for the RSA key", ti.signRaw("EdDSA", ti.keys["ed"], hdrJSON(map[string]any{"alg": "EdDSA", "kid": "rs"}), jwtJSON(c)), "algorithm not accepted"},
+			{"RS256 header on an EC-signed token", jwttest.SignRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "RS256", "kid": "es256"}), jwttest.MustJSON(c)), "algorithm not accepted"},
+			{"ES384 header for a P-256 key", jwttest.SignRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES384", "kid": "es256"}), jwttest.MustJSON(c)), "algorithm not accepted"},
+			{"EdDSA header for the RSA key", jwttest.SignRaw("EdDSA", ti.keys["ed"], hdrJSON(map[string]any{"alg": "EdDSA", "kid": "rs"}), jwttest.MustJSON(c)), "algorithm not accepted"},
 			{"signature stripped", parts[0] + "." + parts[1] + ".", "invalid signature"},
-			{"signature from another key", ti.signRaw("ES256", ti.other, hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}), jwtJSON(c)), "invalid signature"},
+			{"signature from another key", jwttest.SignRaw("ES256", ti.other, hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}), jwttest.MustJSON(c)), "invalid signature"},
 			{"payload tampered", tampered, "invalid signature"},
-			{"ECDSA r=s=0", parts[0] + "." + parts[1] + "." + jwtB64(make([]byte, 64)), "invalid signature"},
-			{"unknown kid", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "nope"}), jwtJSON(c)), "unknown key"},
+			{"ECDSA r=s=0", parts[0] + "." + parts[1] + "." + jwttest.Base64URL(make([]byte, 64)), "invalid signature"},
+			{"unknown kid", jwttest.SignRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "nope"}), jwttest.MustJSON(c)), "unknown key"},
 			{"no kid with several keys", ti.sign("es256", c, map[string]any{"kid": nil}), "token has no kid"},
 			{"jku names the attacker's keys", attackerSigned(map[string]any{"kid": "attacker", "jku": keyServer.URL}), "unknown key"},
 			{"x5u names the attacker's server", attackerSigned(map[string]any{"kid": "attacker", "x5u": keyServer.URL}), "unknown key"},
-			{"embedded jwk", attackerSigned(map[string]any{"jwk": json.RawMessage(ecJWK(&attacker.PublicKey, "")), "kid": "es256"}), "invalid signature"},
-			{"embedded jwk without kid", attackerSigned(map[string]any{"jwk": json.RawMessage(ecJWK(&attacker.PublicKey, ""))}), "token has no kid"},
+			{"embedded jwk", attackerSigned(map[string]any{"jwk": json.RawMessage(jwttest.ECP256JWK(&attacker.PublicKey, "")), "kid": "es256"}), "invalid signature"},
+			{"embedded jwk without kid", attackerSigned(map[string]any{"jwk": json.RawMessage(jwttest.ECP256JWK(&attacker.PublicKey, ""))}), "token has no kid"},
 			{"unknown crit extension", ti.sign("es256", c, map[string]any{"crit": []string{"exp"}, "exp": 1}), "unsupported critical header"},
 			{"oversized token", oversized, "token too large"},
 			{"extra segment", good + ".x", "malformed token"},
@@ -252,10 +253,10 @@ func TestAuthEndToEnd(t *testing.T) {
 			{"bad base64 character", parts[0] + "." + parts[1][:10] + "!" + parts[1][11:] + "." + parts[2], "malformed token"},
 			{"padded base64", parts[0] + "=." + parts[1] + "." + parts[2], "malformed token"},
 			{"non-canonical base64, validly signed", nonCanonical, "malformed token"},
-			{"duplicate claim", ti.signRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}),
-				[]byte(strings.TrimSuffix(string(jwtJSON(c)), "}")+`,"sub":"admin"}`)), "duplicate JSON member in token"},
-			{"duplicate header member", ti.signRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","kid":"rs"}`), jwtJSON(c)), "duplicate JSON member in token"},
-			{"escaped duplicate header member", ti.signRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","\u006bid":"rs"}`), jwtJSON(c)), "duplicate JSON member in token"},
+			{"duplicate claim", jwttest.SignRaw("ES256", ti.keys["es256"], hdrJSON(map[string]any{"alg": "ES256", "kid": "es256"}),
+				[]byte(strings.TrimSuffix(string(jwttest.MustJSON(c)), "}")+`,"sub":"admin"}`)), "duplicate JSON member in token"},
+			{"duplicate header member", jwttest.SignRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","kid":"rs"}`), jwttest.MustJSON(c)), "duplicate JSON member in token"},
+			{"escaped duplicate header member", jwttest.SignRaw("ES256", ti.keys["es256"], []byte(`{"alg":"ES256","kid":"es256","\u006bid":"rs"}`), jwttest.MustJSON(c)), "duplicate JSON member in token"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				before := up.Count()
@@ -271,7 +272,7 @@ func TestAuthEndToEnd(t *testing.T) {
 	})
 
 	t.Run("audit entries and access log", func(t *testing.T) {
-		resp := get(t, "/nl-query/audit", bearer(ti.sign("es256", testClaims(now(), map[string]any{"jti": "audit-jti"}), nil))...)
+		resp := get(t, "/nl-query/audit", bearer(ti.sign("es256", jwttest.Claims(now(), map[string]any{"jti": "audit-jti"}), nil))...)
 		rid := resp.Header.Get("X-Request-ID")
 		allow := s.WaitLog(func(e map[string]any) bool {
 			return e["logger"] == "http.handlers.sechard.audit" && e["request_id"] == rid && rid != ""
@@ -325,7 +326,7 @@ func TestAuthEndToEnd(t *testing.T) {
 						delete(req, "headers")
 					}
 				}
-				line = string(jwtJSON(e))
+				line = string(jwttest.MustJSON(e))
 			}
 			b.WriteString(line + "\n")
 		}
@@ -359,7 +360,7 @@ func TestAuthPhasesEndToEnd(t *testing.T) {
 	up := startUpstream(t)
 	s := startCaddy(t, authSite(ti, up.Addr, "phase dual"), caddyOptions{Env: authEnv})
 	token := func() []string {
-		return []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), nil), nil)}
+		return []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(time.Now(), nil), nil)}
 	}
 	auditFor := func(resp *http.Response) map[string]any {
 		rid := resp.Header.Get("X-Request-ID")
@@ -507,7 +508,7 @@ func TestAuthHandleErrorsJSONRecipe(t *testing.T) {
 	if resp.Header.Get("WWW-Authenticate") != `Bearer realm="sechard"` || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers %v", resp.Header)
 	}
-	resp = s.Get("/admin/x", "Authorization", "Bearer "+ti.sign("rs", testClaims(time.Now(), nil), nil))
+	resp = s.Get("/admin/x", "Authorization", "Bearer "+ti.sign("rs", jwttest.Claims(time.Now(), nil), nil))
 	if body := readBody(resp); resp.StatusCode != 403 || !strings.Contains(body, `"status":403`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/sechard/sechard/internal/jwttest"
 	"github.com/sechard/sechard/internal/secrets"
 )
 
@@ -201,7 +202,7 @@ func TestAuthDecideSetsIdentityAndPlaceholders(t *testing.T) {
 	now := time.Now()
 	a := fuzzAuth(t, ti, now)
 	ex := newAuthExchange("/x")
-	ex.r.Header.Set("Authorization", "Bearer "+ti.sign("es256", testClaims(now, nil), nil))
+	ex.r.Header.Set("Authorization", "Bearer "+ti.sign("es256", jwttest.Claims(now, nil), nil))
 	ex.r.Header.Set("X-Auth-Subject", "admin")
 	ex.r.Header.Set("X-Api-Key", "the-key")
 	if d := a.decide(ex); d.Status != 0 {
@@ -248,7 +249,7 @@ func BenchmarkAuthCachedTokenRequest(b *testing.B) {
 	now := time.Now()
 	a := fuzzAuth(b, ti, now)
 	a.Require = nil
-	tok := "Bearer " + ti.sign("es256", testClaims(now, nil), nil)
+	tok := "Bearer " + ti.sign("es256", jwttest.Claims(now, nil), nil)
 	ex := newAuthExchange("/x")
 	ex.r.Header.Set("Authorization", tok)
 	if d := a.decide(ex); d.Status != 0 {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 func TestCertBindingMatchesOnlyVerifiedLeaf(t *testing.T) {
@@ -72,7 +74,7 @@ func TestAuthDecideCertBinding(t *testing.T) {
 	now := time.Now()
 	a := mtlsUnitAuth(t, &now, nil)
 	bound := func(leaf *x509.Certificate, extra map[string]any) string {
-		c := testClaims(now, map[string]any{"cnf": map[string]any{"x5t#S256": x5tS256Of(leaf)}})
+		c := jwttest.Claims(now, map[string]any{"cnf": map[string]any{"x5t#S256": x5tS256Of(leaf)}})
 		for k, v := range extra {
 			c[k] = v
 		}
@@ -88,7 +90,7 @@ func TestAuthDecideCertBinding(t *testing.T) {
 		return d.Status, d.Reason, ex.r.Header.Get("X-Auth-Method")
 	}
 	toBI, toUnmapped := bound(bi, nil), bound(unmapped, nil)
-	jkt := "Bearer " + ti.sign("es256", testClaims(now, map[string]any{"cnf": map[string]any{"jkt": "abc"}}), nil)
+	jkt := "Bearer " + ti.sign("es256", jwttest.Claims(now, map[string]any{"cnf": map[string]any{"jkt": "abc"}}), nil)
 	for _, tc := range []struct {
 		name   string
 		cs     *tls.ConnectionState
@@ -152,7 +154,7 @@ func BenchmarkBoundTokenCached(b *testing.B) {
 	now := time.Now()
 	a := fuzzAuth(b, ti, now)
 	a.Require = nil
-	tok := ti.sign("es256", testClaims(now, map[string]any{"cnf": map[string]any{"x5t#S256": x5tS256(leaf)}}), nil)
+	tok := ti.sign("es256", jwttest.Claims(now, map[string]any{"cnf": map[string]any{"x5t#S256": x5tS256(leaf)}}), nil)
 	id, err := a.verifyBearer(tok)
 	if err != nil || id.bound == nil {
 		b.Fatalf("verify: %v %+v", err, id)

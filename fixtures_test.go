@@ -45,7 +45,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/sechard/sechard/internal/jwttest"
 	"github.com/sechard/sechard/internal/ratelimit"
 	"github.com/sechard/sechard/internal/secrets"
 	"go.uber.org/zap"
@@ -177,21 +177,6 @@ func jwtPayload(t *testing.T, token string) map[string]any {
 	return m
 }
 
-// ecJWK renders a P-256 public key as a JWK.
-func ecJWK(pub *ecdsa.PublicKey, kid string) string {
-	raw, _ := pub.Bytes()
-	m := map[string]any{"kty": "EC", "crv": "P-256", "x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:]), "use": "sig"}
-	if kid != "" {
-		m["kid"] = kid
-	}
-	return string(jwtJSON(m))
-}
-
-// okpJWK renders an Ed25519 public key as a JWK.
-func okpJWK(pub ed25519.PublicKey, kid string) string {
-	return string(jwtJSON(map[string]any{"kty": "OKP", "crv": "Ed25519", "x": jwtB64(pub), "kid": kid, "alg": "EdDSA"}))
-}
-
 // testIssuer holds real keys generated for the test run, one per
 // algorithm, and signs tokens with them for real.
 type testIssuer struct {
@@ -202,39 +187,12 @@ type testIssuer struct {
 	other *ecdsa.PrivateKey
 }
 
-var (
-	issuerOnce sync.Once
-	issuerKeys map[string]crypto.Signer
-	issuerAlgs map[string]string
-	otherKey   *ecdsa.PrivateKey
-)
-
-// newTestIssuer generates the keys once per process (RSA generation is
-// slow) and writes their public halves as PEM files under a fresh dir.
+// newTestIssuer takes the process's keys (jwttest.Keys) and writes their
+// public halves as PEM files under a fresh dir.
 func newTestIssuer(t testing.TB) *testIssuer {
 	t.Helper()
-	issuerOnce.Do(func() {
-		issuerKeys = map[string]crypto.Signer{}
-		issuerAlgs = map[string]string{}
-		gen := func(kid, alg string, k crypto.Signer, err error) {
-			if err != nil {
-				panic(err)
-			}
-			issuerKeys[kid], issuerAlgs[kid] = k, alg
-		}
-		k256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		gen("es256", "ES256", k256, err)
-		k384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		gen("es384", "ES384", k384, err)
-		k521, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-		gen("es512", "ES512", k521, err)
-		_, ked, err := ed25519.GenerateKey(rand.Reader)
-		gen("ed", "EdDSA", ked, err)
-		krsa, err := rsa.GenerateKey(rand.Reader, 2048)
-		gen("rs", "RS256", krsa, err)
-		otherKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	})
-	ti := &testIssuer{dir: t.TempDir(), keys: issuerKeys, algs: issuerAlgs, other: otherKey}
+	k := jwttest.Keys()
+	ti := &testIssuer{dir: t.TempDir(), keys: k.Signers, algs: k.Algs, other: k.Other}
 	for kid, k := range ti.keys {
 		writePublicPEM(t, ti.pemPath(kid), k.Public())
 	}
@@ -256,64 +214,10 @@ func (ti *testIssuer) jwtBlock(extra string) string {
 	return b.String()
 }
 
-// jwtB64 is base64url without padding, as in a JWS.
-func jwtB64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-// jwtJSON marshals v, panicking on error.
-func jwtJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// testClaims returns a valid claim set issued now, plus overrides (a nil value
-// deletes the claim).
-func testClaims(now time.Time, over map[string]any) map[string]any {
-	c := map[string]any{
-		"sub":    "service-bi",
-		"iss":    "https://auth.test",
-		"aud":    "nl-query-api",
-		"iat":    now.Unix(),
-		"exp":    now.Add(time.Minute).Unix(),
-		"jti":    "jti-" + fmt.Sprint(now.UnixNano()),
-		"scopes": []string{"nl-query:read", "schema:read"},
-	}
-	for k, v := range over {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
-}
-
-// signRaw builds a compact JWS over the exact header and payload bytes given,
-// signed for real with the key kid using alg.
-func (ti *testIssuer) signRaw(alg string, key any, header, payload []byte) string {
-	signing := jwtB64(header) + "." + jwtB64(payload)
-	sig, err := jwt.GetSigningMethod(alg).Sign(signing, key)
-	if err != nil {
-		panic(err)
-	}
-	return signing + "." + jwtB64(sig)
-}
-
 // sign signs claims with the key kid (and its algorithm), adding header
-// members from hdr.
+// members from hdr (a nil value deletes one).
 func (ti *testIssuer) sign(kid string, c map[string]any, hdr map[string]any) string {
-	alg := ti.algs[kid]
-	h := map[string]any{"alg": alg, "typ": "JWT", "kid": kid}
-	for k, v := range hdr {
-		if v == nil {
-			delete(h, k)
-		} else {
-			h[k] = v
-		}
-	}
-	return ti.signRaw(alg, ti.keys[kid], jwtJSON(h), jwtJSON(c))
+	return jwttest.Sign(kid, c, hdr)
 }
 
 // Keys and tokens made by the built binary's CLI (caddy sechard keygen,
@@ -427,7 +331,7 @@ func newRotKeyEC(t *testing.T, kid string) rotKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rotKey{kid: kid, alg: "ES256", priv: k, jwk: ecJWK(&k.PublicKey, kid)}
+	return rotKey{kid: kid, alg: "ES256", priv: k, jwk: jwttest.ECP256JWK(&k.PublicKey, kid)}
 }
 
 // newRotKeyEd generates an Ed25519 (EdDSA) rotKey.
@@ -436,13 +340,13 @@ func newRotKeyEd(t *testing.T, kid string) rotKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rotKey{kid: kid, alg: "EdDSA", priv: priv, jwk: okpJWK(pub, kid)}
+	return rotKey{kid: kid, alg: "EdDSA", priv: priv, jwk: jwttest.Ed25519JWK(pub, kid)}
 }
 
 // token is a token with valid claims, issued now, signed with k.
 func (k rotKey) token() string {
-	h := jwtJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
-	return new(testIssuer).signRaw(k.alg, k.priv, h, jwtJSON(testClaims(time.Now(), nil)))
+	h := jwttest.MustJSON(map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"})
+	return jwttest.SignRaw(k.alg, k.priv, h, jwttest.MustJSON(jwttest.Claims(time.Now(), nil)))
 }
 
 // jwksSite is a site whose jwt block trusts the JWKS at url, plus the jwt

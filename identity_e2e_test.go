@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sechard/sechard/internal/jwttest"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
@@ -48,7 +49,7 @@ func TestIdentityBudgetsThroughCaddy(t *testing.T) {
 		for k, v := range over {
 			c[k] = v
 		}
-		return []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), c), nil)}
+		return []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(time.Now(), c), nil)}
 	}
 	run := func(n int, path string, hdr func() []string) []int {
 		out := make([]int, n)
@@ -157,7 +158,7 @@ func TestIdentityBudgetSharedThroughRedis(t *testing.T) {
 	s1 := startCaddy(t, site, strictProxies)
 	s2 := startCaddy(t, site, strictProxies)
 	tok := func(sub string) []string {
-		return []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), map[string]any{"sub": sub}), nil)}
+		return []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(time.Now(), map[string]any{"sub": sub}), nil)}
 	}
 	got := []int{
 		s1.Get("/x", tok("service-a")...).StatusCode,
@@ -189,7 +190,7 @@ func TestIdentityReportModeThroughCaddy(t *testing.T) {
 	site = strings.Replace(site, "public /healthz", "public /healthz /metrics", 1)
 	site = strings.Replace(site, "\treverse_proxy", "\thandle /metrics {\n\t\tmetrics\n\t}\n\treverse_proxy", 1)
 	s := startCaddy(t, site, strictProxies)
-	tok := []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), map[string]any{"sub": "service-a"}), nil)}
+	tok := []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(time.Now(), map[string]any{"sub": "service-a"}), nil)}
 	for i := 0; i < 3; i++ {
 		resp := s.Get("/x", append(tok, "X-Request-ID", fmt.Sprintf("id-report-%d", i))...)
 		if resp.StatusCode != 200 || resp.Header.Get("RateLimit") != "" || resp.Header.Get("Retry-After") != "" {
@@ -229,7 +230,7 @@ func TestIdentityReportModeThroughCaddy(t *testing.T) {
 	if err := s.Reload(strings.Replace(site, "\t\t\tmode report", "", 1)); err != nil {
 		t.Fatal(err)
 	}
-	tok2 := []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), map[string]any{"sub": "service-a"}), nil)}
+	tok2 := []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(time.Now(), map[string]any{"sub": "service-a"}), nil)}
 	if resp := s.Get("/x", tok2...); resp.StatusCode != 429 || resp.Header.Get("RateLimit-Policy") != `"identity";q=1;w=60` {
 		t.Fatalf("enforced after reload (budget kept): %d %v", resp.StatusCode, resp.Header)
 	}

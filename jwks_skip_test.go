@@ -1,46 +1,17 @@
 package sechard
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sechard/sechard/internal/jwttest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
-
-// badJWKs are keys sechard cannot use, by kid: each must be skipped with a
-// warning while the set's good keys load.
-func badJWKs(t testing.TB) map[string]string {
-	t.Helper()
-	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := ec.PublicKey.Bytes()
-	x32 := jwtB64(make([]byte, 32))
-	return map[string]string{
-		"bad-x25519": `{"kty":"OKP","crv":"X25519","x":"` + x32 + `","kid":"bad-x25519"}`,
-		"bad-rsa1024": string(jwtJSON(map[string]any{"kty": "RSA", "kid": "bad-rsa1024",
-			"n": jwtB64(rsa1024.N.Bytes()), "e": jwtB64(big.NewInt(int64(rsa1024.E)).Bytes())})),
-		"bad-kty": `{"kty":"XYZ","kid":"bad-kty","x":"` + x32 + `"}`,
-		"bad-enc": string(jwtJSON(map[string]any{"kty": "EC", "crv": "P-256", "kid": "bad-enc", "use": "enc",
-			"x": jwtB64(raw[1:33]), "y": jwtB64(raw[33:])})),
-		"bad-curve": `{"kty":"EC","crv":"secp256k1","kid":"bad-curve","x":"` + x32 + `","y":"` + x32 + `"}`,
-	}
-}
 
 // skipWarnings counts the skip warnings per kid.
 func skipWarnings(logs *observer.ObservedLogs) map[string]int {
@@ -55,7 +26,7 @@ func skipWarnings(logs *observer.ObservedLogs) map[string]int {
 
 func TestJWKSURLSkipsUnusableKeys(t *testing.T) {
 	good := newRotKeyEC(t, "good")
-	bad := badJWKs(t)
+	bad := jwttest.UnusableJWKs(t)
 	set := []string{good.jwk}
 	for _, k := range bad {
 		set = append(set, k)
@@ -102,7 +73,7 @@ func TestJWKSURLSkipsUnusableKeys(t *testing.T) {
 
 func TestJWKSFileSkipsUnusableKeysEndToEnd(t *testing.T) {
 	good := newRotKeyEC(t, "good-es256")
-	bad := badJWKs(t)
+	bad := jwttest.UnusableJWKs(t)
 	file := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(file, []byte(`{"keys":[`+good.jwk+`,`+bad["bad-x25519"]+`,`+bad["bad-rsa1024"]+`]}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -135,7 +106,7 @@ func TestJWKSFileSkipsUnusableKeysEndToEnd(t *testing.T) {
 
 func TestJWKSURLSkipsUnusableKeysEndToEnd(t *testing.T) {
 	good := newRotKeyEC(t, "good-url")
-	bad := badJWKs(t)
+	bad := jwttest.UnusableJWKs(t)
 	js := startJWKSServer(t, good.jwk, bad["bad-x25519"], bad["bad-rsa1024"], bad["bad-enc"])
 	s := startCaddy(t, jwksSite(js.URL, "refresh 200ms"))
 	for i := 0; i < 3; i++ {

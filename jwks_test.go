@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 func TestAuthJWKSRotation(t *testing.T) {
@@ -138,7 +140,7 @@ func TestAuthJWKSFirstFetchFailureFailsTheLoad(t *testing.T) {
 	s.WaitLog(func(e map[string]any) bool {
 		return e["logger"] == "http.handlers.sechard.auth" && strings.Contains(e["msg"].(string), "first fetch failed")
 	}, 3*time.Second)
-	if resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", testClaims(time.Now(), nil), nil)); resp.StatusCode != 200 {
+	if resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", jwttest.Claims(time.Now(), nil), nil)); resp.StatusCode != 200 {
 		t.Fatalf("static key refused: %d", resp.StatusCode)
 	}
 }

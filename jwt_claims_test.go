@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 func TestAuthClaimFormsEndToEnd(t *testing.T) {
@@ -23,12 +25,12 @@ func TestAuthClaimFormsEndToEnd(t *testing.T) {
 		"iat as a string": {"iat": strconv.FormatInt(now.Unix(), 10)},
 		"sub and SUB":     {"SUB": "admin"},
 	} {
-		resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", testClaims(now, over), nil))
+		resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", jwttest.Claims(now, over), nil))
 		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Errorf("%s: %d %s", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 		}
 	}
-	if resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", testClaims(now, nil), nil)); resp.StatusCode != 200 {
+	if resp := s.Get("/", "Authorization", "Bearer "+ti.sign("es256", jwttest.Claims(now, nil), nil)); resp.StatusCode != 200 {
 		t.Fatalf("valid token: %d", resp.StatusCode)
 	}
 }

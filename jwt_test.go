@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sechard/sechard/internal/jwttest"
 	"github.com/sechard/sechard/internal/jwtverify"
 )
 
@@ -22,7 +23,7 @@ func TestJWTClaimRulesMapToCredErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := func(over map[string]any) string { return ti.sign("es256", testClaims(now, over), nil) }
+	s := func(over map[string]any) string { return ti.sign("es256", jwttest.Claims(now, over), nil) }
 	tests := []struct {
 		name  string
 		token string
@@ -82,7 +83,7 @@ func TestJWTIdentityFromClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A single configured key without kid: the token needs no kid.
-	id, err := v.Verify(ti.sign("ed", testClaims(now, map[string]any{"scopes": []string{"a"}, "scope": "b a", "jti": "j"}), map[string]any{"kid": nil}), now)
+	id, err := v.Verify(ti.sign("ed", jwttest.Claims(now, map[string]any{"scopes": []string{"a"}, "scope": "b a", "jti": "j"}), map[string]any{"kid": nil}), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestJWTIdentityFromClaims(t *testing.T) {
 func FuzzAuthCredential(f *testing.F) {
 	ti := newTestIssuer(f)
 	now := time.Unix(1_800_000_000, 0)
-	good := ti.sign("es256", testClaims(now, nil), nil)
+	good := ti.sign("es256", jwttest.Claims(now, nil), nil)
 	f.Add("Bearer "+good, "")
 	f.Add("bearer "+good+".x", "")
 	f.Add("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "")
@@ -107,8 +108,8 @@ func FuzzAuthCredential(f *testing.F) {
 	f.Add("Bearer "+strings.Repeat("A", 9000), "")
 	// Bound tokens (RFC 8705) and other cnf forms: never accepted here (no
 	// TLS, and jkt is refused), whatever the mutation.
-	f.Add("Bearer "+ti.sign("es256", testClaims(now, map[string]any{"cnf": map[string]any{"x5t#S256": strings.Repeat("A", 43)}}), nil), "")
-	f.Add("Bearer "+ti.sign("es256", testClaims(now, map[string]any{"cnf": map[string]any{"jkt": "x"}}), nil), "")
+	f.Add("Bearer "+ti.sign("es256", jwttest.Claims(now, map[string]any{"cnf": map[string]any{"x5t#S256": strings.Repeat("A", 43)}}), nil), "")
+	f.Add("Bearer "+ti.sign("es256", jwttest.Claims(now, map[string]any{"cnf": map[string]any{"jkt": "x"}}), nil), "")
 	a := fuzzAuth(f, ti, now)
 	f.Fuzz(func(t *testing.T, authz, key string) {
 		ex := newAuthExchange("/x")

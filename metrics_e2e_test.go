@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 // TestMetricsScrapeAfterScriptedRequests drives every kind of refusal, auth
@@ -29,7 +31,7 @@ func TestMetricsScrapeAfterScriptedRequests(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"keys":[%s]}`, ecJWK(&ti.keys["es256"].(*ecdsa.PrivateKey).PublicKey, "es256"))
+		fmt.Fprintf(w, `{"keys":[%s]}`, jwttest.ECP256JWK(&ti.keys["es256"].(*ecdsa.PrivateKey).PublicKey, "es256"))
 	}))
 	defer jwks.Close()
 
@@ -113,7 +115,7 @@ http://127.0.0.1:` + strconv.Itoa(jwtOnlyPort) + ` {
 	a := func(path string) string { return s.URL + path }
 	b := "http://127.0.0.1:" + strconv.Itoa(reportPort)
 	bearer := func(tok string) string { return "Bearer " + tok }
-	fullJWT := func() string { return ti.sign("es256", testClaims(time.Now(), nil), nil) }
+	fullJWT := func() string { return ti.sign("es256", jwttest.Claims(time.Now(), nil), nil) }
 
 	// Request IDs: two missing, three malformed.
 	req, _ := http.NewRequest(http.MethodGet, a("/healthz"), nil)
@@ -136,11 +138,11 @@ http://127.0.0.1:` + strconv.Itoa(jwtOnlyPort) + ` {
 	do("GET", a("/nl-query/q"), 401, "X-API-Key", "wrong")
 	do("GET", a("/nl-query/q"), 401, "X-API-Key", "wrong-again")
 	do("GET", a("/nl-query/q"), 403, "Authorization",
-		bearer(ti.sign("es256", testClaims(time.Now(), map[string]any{"scopes": []string{"schema:read"}}), nil)))
+		bearer(ti.sign("es256", jwttest.Claims(time.Now(), map[string]any{"scopes": []string{"schema:read"}}), nil)))
 	// An unknown kid while the JWKS endpoint fails: one failed refetch.
 	jwksDown.Store(true)
 	do("GET", a("/nl-query/q"), 401, "Authorization",
-		bearer(ti.sign("es256", testClaims(time.Now(), nil), map[string]any{"kid": "rotated"})))
+		bearer(ti.sign("es256", jwttest.Claims(time.Now(), nil), map[string]any{"kid": "rotated"})))
 
 	// Rate limit: 2/1m on the route, the next two refused (they never reach
 	// auth); their events name the route, not the path.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 // mtlsSite is an HTTPS site whose TLS stack verifies client certificates
@@ -141,7 +143,7 @@ func TestMTLSEndToEnd(t *testing.T) {
 		}, 3*time.Second)
 	}
 	bearer := func(claims map[string]any) []string {
-		return []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(time.Now(), claims), nil)}
+		return []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(time.Now(), claims), nil)}
 	}
 
 	t.Run("mapped SPIFFE certificate passes with its scopes", func(t *testing.T) {

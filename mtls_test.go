@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 func TestClientCertCaddyfileParses(t *testing.T) {
@@ -208,7 +209,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 	}
 	clock := now
 	a := mtlsUnitAuth(t, &clock, nil)
-	jwtHdr := []string{"Authorization", "Bearer " + ti.sign("es256", testClaims(now, nil), nil)}
+	jwtHdr := []string{"Authorization", "Bearer " + ti.sign("es256", jwttest.Claims(now, nil), nil)}
 
 	t.Run("verified and mapped: identity, scopes and placeholders", func(t *testing.T) {
 		got, ex := run(a, mtlsVerifiedState(t, ca, bi), "/nl-query/x", "X-Auth-Subject", "root")

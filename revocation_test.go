@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sechard/sechard/internal/jwttest"
 	"github.com/sechard/sechard/internal/revocation"
 )
 
@@ -584,13 +585,13 @@ func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
 	ti := newTestIssuer(t)
 	t0 := time.Now().Truncate(time.Second)
 	subToken := func(sub string) string {
-		return ti.sign("es256", testClaims(t0, map[string]any{"sub": sub, "exp": t0.Add(maxTTL).Unix(),
+		return ti.sign("es256", jwttest.Claims(t0, map[string]any{"sub": sub, "exp": t0.Add(maxTTL).Unix(),
 			"jti": "jti-" + sub}), nil)
 	}
 	// Expired 6 minutes ago, still accepted within the 10-minute leeway.
 	lateExp := t0.Add(-6 * time.Minute)
 	lateToken := func(jti string) string {
-		return ti.sign("es256", testClaims(lateExp.Add(-time.Minute), map[string]any{"sub": "late-" + jti,
+		return ti.sign("es256", jwttest.Claims(lateExp.Add(-time.Minute), map[string]any{"sub": "late-" + jti,
 			"exp": lateExp.Unix(), "jti": jti}), nil)
 	}
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 func TestTokenCacheIsBoundedAndExpires(t *testing.T) {
@@ -48,7 +50,7 @@ func TestTokenCacheIsBoundedAndExpires(t *testing.T) {
 func TestVerifierCacheFollowsKeyRotation(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	v := newTestVerifier(t, now, func(c *Config) { c.Algorithms = append(c.Algorithms, "EdDSA") }, "es256")
-	tok := sign("ed", testClaims(now, nil), nil)
+	tok := jwttest.Sign("ed", jwttest.Claims(now, nil), nil)
 	v.keys.Store(newKeySet(v.static, []*Key{testKey("ed")}))
 	first, err := v.Verify(tok, now)
 	if err != nil {

@@ -17,13 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sechard/sechard/internal/jwttest"
 	"go.uber.org/zap"
 )
 
 func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	bad := badJWKs(t)
-	set := []string{ecJWK(&ec.PublicKey, "good"), ecJWK(&ec.PublicKey, "")}
+	bad := jwttest.UnusableJWKs(t)
+	set := []string{jwttest.ECP256JWK(&ec.PublicKey, "good"), jwttest.ECP256JWK(&ec.PublicKey, "")}
 	for _, k := range bad {
 		set = append(set, k)
 	}
@@ -53,9 +54,9 @@ func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
 func FuzzParseJWKS(f *testing.F) {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
-	good, ed := ecJWK(&ec.PublicKey, "good"), okpJWK(edPub, "ed")
+	good, ed := jwttest.ECP256JWK(&ec.PublicKey, "good"), jwttest.Ed25519JWK(edPub, "ed")
 	var bad []string
-	for _, k := range badJWKs(f) {
+	for _, k := range jwttest.UnusableJWKs(f) {
 		bad = append(bad, k)
 		f.Add(`{"keys":[` + k + `]}`)
 	}
@@ -64,9 +65,9 @@ func FuzzParseJWKS(f *testing.F) {
 	f.Add(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"},{"kty":"RSA","n":"AQ","e":"AQAB"}]}`)
 	f.Add(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA","alg":"ES256"},` + ed + `]}`)
 	f.Add(`{"keys":[{"kty":"RSA","n":7,"e":"AQAB","kid":"typed"},` + good + `]}`)
-	n2048 := b64(new(big.Int).Lsh(big.NewInt(3), 2046).Bytes()) // 2048 bits, even
+	n2048 := jwttest.Base64URL(new(big.Int).Lsh(big.NewInt(3), 2046).Bytes()) // 2048 bits, even
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
-	f.Add(`{"keys":[{"kty":"RSA","kid":"e1","n":"` + b64(rk.N.Bytes()) + `","e":"AQ"},{"kty":"RSA","kid":"even","n":"` + n2048 + `","e":"AQAB"},` + ed + `]}`)
+	f.Add(`{"keys":[{"kty":"RSA","kid":"e1","n":"` + jwttest.Base64URL(rk.N.Bytes()) + `","e":"AQ"},{"kty":"RSA","kid":"even","n":"` + n2048 + `","e":"AQAB"},` + ed + `]}`)
 	f.Add(`{"keys":{}}`)
 	f.Add(`[]`)
 	f.Fuzz(func(t *testing.T, doc string) {
@@ -110,8 +111,8 @@ func FuzzParseJWKS(f *testing.F) {
 func TestRemoteFetchesAndRefetchesUnknownKID(t *testing.T) {
 	var mu sync.Mutex
 	var hits atomic.Int32
-	edPub := testKeys().signers["ed"].Public().(ed25519.PublicKey)
-	body := `{"keys":[` + okpJWK(edPub, "ed") + `]}`
+	edPub := jwttest.Keys().Signers["ed"].Public().(ed25519.PublicKey)
+	body := `{"keys":[` + jwttest.Ed25519JWK(edPub, "ed") + `]}`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		mu.Lock()
@@ -130,19 +131,19 @@ func TestRemoteFetchesAndRefetchesUnknownKID(t *testing.T) {
 			}
 		}}
 	})
-	if _, err := v.Verify(sign("ed", testClaims(clock, nil), nil), clock); err != nil {
+	if _, err := v.Verify(jwttest.Sign("ed", jwttest.Claims(clock, nil), nil), clock); err != nil {
 		t.Fatal(err)
 	}
 	// A new key is published: a token naming it brings it in.
-	ecPub := testKeys().signers["es256"].Public().(*ecdsa.PublicKey)
+	ecPub := jwttest.Keys().Signers["es256"].Public().(*ecdsa.PublicKey)
 	mu.Lock()
-	body = `{"keys":[` + okpJWK(edPub, "ed") + `,` + ecJWK(ecPub, "es256") + `]}`
+	body = `{"keys":[` + jwttest.Ed25519JWK(edPub, "ed") + `,` + jwttest.ECP256JWK(ecPub, "es256") + `]}`
 	mu.Unlock()
-	if _, err := v.Verify(sign("es256", testClaims(clock, nil), nil), clock); err != nil {
+	if _, err := v.Verify(jwttest.Sign("es256", jwttest.Claims(clock, nil), nil), clock); err != nil {
 		t.Fatalf("token of a newly published key: %v", err)
 	}
 	// Within 30 s, another unknown kid causes no fetch.
-	if _, err := v.Verify(sign("es256", testClaims(clock, nil), map[string]any{"kid": "x"}), clock); !errors.Is(err, &Error{Kind: UnknownKey}) {
+	if _, err := v.Verify(jwttest.Sign("es256", jwttest.Claims(clock, nil), map[string]any{"kid": "x"}), clock); !errors.Is(err, &Error{Kind: UnknownKey}) {
 		t.Fatalf("unknown kid: %v", err)
 	}
 	if n := hits.Load(); n != 2 {
@@ -158,7 +159,7 @@ func TestRemoteFetchesAndRefetchesUnknownKID(t *testing.T) {
 	if err := v.Remote().Fetch(); err == nil || failures.Load() != 1 {
 		t.Fatalf("bad set: %v, %d failures", err, failures.Load())
 	}
-	if _, err := v.Verify(sign("es256", testClaims(clock, map[string]any{"jti": "2"}), nil), clock); err != nil {
+	if _, err := v.Verify(jwttest.Sign("es256", jwttest.Claims(clock, map[string]any{"jti": "2"}), nil), clock); err != nil {
 		t.Fatalf("last good set lost: %v", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 func TestVerifierClaimRules(t *testing.T) {
@@ -20,7 +22,7 @@ func TestVerifierClaimRules(t *testing.T) {
 	v := newTestVerifier(t, now, func(c *Config) {
 		c.Issuer, c.Audience = "https://auth.test", []string{"nl-query-api"}
 	})
-	s := func(over map[string]any) string { return sign("es256", testClaims(now, over), nil) }
+	s := func(over map[string]any) string { return jwttest.Sign("es256", jwttest.Claims(now, over), nil) }
 	tests := []struct {
 		name  string
 		token string
@@ -51,22 +53,22 @@ func TestVerifierClaimRules(t *testing.T) {
 		{"two segments", "a.b", Malformed},
 		{"four segments", s(nil) + ".x", Malformed},
 		{"padded base64url", strings.Replace(s(nil), ".", "=.", 1), Malformed},
-		{"duplicate header member", signRaw("ES256", testKeys().signers["es256"], []byte(`{"alg":"ES256","kid":"es256","kid":"x"}`), mustJSON(testClaims(now, nil))), DuplicateMember},
-		{"header not an object", b64([]byte(`[1]`)) + "." + b64(mustJSON(testClaims(now, nil))) + ".AA", Malformed},
-		{"crit header", sign("es256", testClaims(now, nil), map[string]any{"crit": []string{"exp"}}), CriticalHeader},
-		{"alg none", b64([]byte(`{"alg":"none","kid":"es256"}`)) + "." + b64(mustJSON(testClaims(now, nil))) + ".", AlgorithmRefused},
-		{"alg HS256", signRaw("HS256", []byte("secret"), []byte(`{"alg":"HS256","kid":"es256"}`), mustJSON(testClaims(now, nil))), AlgorithmRefused},
-		{"alg unknown", b64([]byte(`{"alg":"XX999","kid":"es256"}`)) + "." + b64(mustJSON(testClaims(now, nil))) + ".AA", AlgorithmRefused},
-		{"alg not allowed, with crit", signRaw("PS256", testKeys().signers["rs"], []byte(`{"alg":"PS256","kid":"rs","crit":["x"]}`), mustJSON(testClaims(now, nil))), AlgorithmRefused},
-		{"alg not the key's", signRaw("ES384", testKeys().signers["es384"], []byte(`{"alg":"ES384","kid":"es256"}`), mustJSON(testClaims(now, nil))), AlgorithmRefused},
-		{"no kid with several keys", sign("es256", testClaims(now, nil), map[string]any{"kid": nil}), NoKeyID},
-		{"unknown kid", sign("es256", testClaims(now, nil), map[string]any{"kid": "nobody"}), UnknownKey},
-		{"kid not a string", sign("es256", testClaims(now, nil), map[string]any{"kid": 7}), UnknownKey},
-		{"forged signature", signRaw("ES256", testKeys().other, []byte(`{"alg":"ES256","kid":"es256"}`), mustJSON(testClaims(now, nil))), BadSignature},
-		{"each algorithm: ES384", sign("es384", testClaims(now, nil), nil), 0},
-		{"each algorithm: ES512", sign("es512", testClaims(now, nil), nil), 0},
-		{"each algorithm: EdDSA", sign("ed", testClaims(now, nil), nil), 0},
-		{"each algorithm: RS256", sign("rs", testClaims(now, nil), nil), 0},
+		{"duplicate header member", jwttest.SignRaw("ES256", jwttest.Keys().Signers["es256"], []byte(`{"alg":"ES256","kid":"es256","kid":"x"}`), jwttest.MustJSON(jwttest.Claims(now, nil))), DuplicateMember},
+		{"header not an object", jwttest.Base64URL([]byte(`[1]`)) + "." + jwttest.Base64URL(jwttest.MustJSON(jwttest.Claims(now, nil))) + ".AA", Malformed},
+		{"crit header", jwttest.Sign("es256", jwttest.Claims(now, nil), map[string]any{"crit": []string{"exp"}}), CriticalHeader},
+		{"alg none", jwttest.Base64URL([]byte(`{"alg":"none","kid":"es256"}`)) + "." + jwttest.Base64URL(jwttest.MustJSON(jwttest.Claims(now, nil))) + ".", AlgorithmRefused},
+		{"alg HS256", jwttest.SignRaw("HS256", []byte("secret"), []byte(`{"alg":"HS256","kid":"es256"}`), jwttest.MustJSON(jwttest.Claims(now, nil))), AlgorithmRefused},
+		{"alg unknown", jwttest.Base64URL([]byte(`{"alg":"XX999","kid":"es256"}`)) + "." + jwttest.Base64URL(jwttest.MustJSON(jwttest.Claims(now, nil))) + ".AA", AlgorithmRefused},
+		{"alg not allowed, with crit", jwttest.SignRaw("PS256", jwttest.Keys().Signers["rs"], []byte(`{"alg":"PS256","kid":"rs","crit":["x"]}`), jwttest.MustJSON(jwttest.Claims(now, nil))), AlgorithmRefused},
+		{"alg not the key's", jwttest.SignRaw("ES384", jwttest.Keys().Signers["es384"], []byte(`{"alg":"ES384","kid":"es256"}`), jwttest.MustJSON(jwttest.Claims(now, nil))), AlgorithmRefused},
+		{"no kid with several keys", jwttest.Sign("es256", jwttest.Claims(now, nil), map[string]any{"kid": nil}), NoKeyID},
+		{"unknown kid", jwttest.Sign("es256", jwttest.Claims(now, nil), map[string]any{"kid": "nobody"}), UnknownKey},
+		{"kid not a string", jwttest.Sign("es256", jwttest.Claims(now, nil), map[string]any{"kid": 7}), UnknownKey},
+		{"forged signature", jwttest.SignRaw("ES256", jwttest.Keys().Other, []byte(`{"alg":"ES256","kid":"es256"}`), jwttest.MustJSON(jwttest.Claims(now, nil))), BadSignature},
+		{"each algorithm: ES384", jwttest.Sign("es384", jwttest.Claims(now, nil), nil), 0},
+		{"each algorithm: ES512", jwttest.Sign("es512", jwttest.Claims(now, nil), nil), 0},
+		{"each algorithm: EdDSA", jwttest.Sign("ed", jwttest.Claims(now, nil), nil), 0},
+		{"each algorithm: RS256", jwttest.Sign("rs", jwttest.Claims(now, nil), nil), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +98,7 @@ func TestVerifierScopeForms(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			// A single configured key without kid: the token needs no kid.
-			id, err := v.Verify(sign("ed", testClaims(now, over), map[string]any{"kid": nil}), now)
+			id, err := v.Verify(jwttest.Sign("ed", jwttest.Claims(now, over), map[string]any{"kid": nil}), now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +112,7 @@ func TestVerifierScopeForms(t *testing.T) {
 func TestVerifierClaimsReachAccept(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	v := newTestVerifier(t, now, nil)
-	id, err := v.Verify(sign("rs", testClaims(now, map[string]any{"jti": "j1"}), nil), now)
+	id, err := v.Verify(jwttest.Sign("rs", jwttest.Claims(now, map[string]any{"jti": "j1"}), nil), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func TestVerifierClaimsReachAccept(t *testing.T) {
 func TestVerifierClaimNamesExactAndCaseDuplicates(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	v := newTestVerifier(t, now, nil, "es256")
-	s := func(over map[string]any) string { return sign("es256", testClaims(now, over), nil) }
+	s := func(over map[string]any) string { return jwttest.Sign("es256", jwttest.Claims(now, over), nil) }
 	for name, over := range map[string]map[string]any{
 		"sub and SUB":       {"SUB": "admin"},
 		"scopes and Scopes": {"Scopes": []string{"admin:write"}},
@@ -158,13 +160,13 @@ func TestVerifierNumericDatesMustBeNumbers(t *testing.T) {
 		if claim == "exp" {
 			val += 60
 		}
-		tok := sign("es256", testClaims(now, map[string]any{claim: strconv.FormatInt(val, 10)}), nil)
+		tok := jwttest.Sign("es256", jwttest.Claims(now, map[string]any{claim: strconv.FormatInt(val, 10)}), nil)
 		if _, err := v.Verify(tok, now); kindOf(t, err) != Malformed {
 			t.Errorf("%s as a string: want %v, got %v", claim, Malformed, err)
 		}
 	}
 	// Numbers, including fractions, still pass.
-	if _, err := v.Verify(sign("es256", testClaims(now, map[string]any{"nbf": float64(now.Unix()) - 0.5}), nil), now); err != nil {
+	if _, err := v.Verify(jwttest.Sign("es256", jwttest.Claims(now, map[string]any{"nbf": float64(now.Unix()) - 0.5}), nil), now); err != nil {
 		t.Fatalf("numeric nbf: %v", err)
 	}
 }
@@ -200,18 +202,18 @@ func TestConfirmationClaimForms(t *testing.T) {
 		{name: "duplicate member in cnf", raw: `{"x5t#S256":"` + thumb + `","X5T#s256":"` + thumb + `"}`, want: DuplicateMember},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := testClaims(now, nil)
+			c := jwttest.Claims(now, nil)
 			var tok string
 			switch {
 			case tc.raw != "":
-				payload := string(mustJSON(c))
+				payload := string(jwttest.MustJSON(c))
 				payload = payload[:len(payload)-1] + `,"cnf":` + tc.raw + `}`
-				tok = signRaw("ES256", testKeys().signers["es256"], mustJSON(map[string]any{"alg": "ES256", "kid": "es256"}), []byte(payload))
+				tok = jwttest.SignRaw("ES256", jwttest.Keys().Signers["es256"], jwttest.MustJSON(map[string]any{"alg": "ES256", "kid": "es256"}), []byte(payload))
 			case tc.cnf != nil:
 				c["cnf"] = tc.cnf
-				tok = sign("es256", c, nil)
+				tok = jwttest.Sign("es256", c, nil)
 			default:
-				tok = sign("es256", c, nil)
+				tok = jwttest.Sign("es256", c, nil)
 			}
 			for round := range 2 { // verified, then (when accepted) cached
 				id, err := v.Verify(tok, now)
@@ -231,8 +233,8 @@ func TestConfirmationClaimForms(t *testing.T) {
 		})
 	}
 	// A forged signature is refused as such before cnf is looked at.
-	c := testClaims(now, map[string]any{"cnf": map[string]any{"jkt": jkt}})
-	if _, err := v.Verify(signRaw("ES256", testKeys().other, mustJSON(map[string]any{"alg": "ES256", "kid": "es256"}), mustJSON(c)), now); kindOf(t, err) != BadSignature {
+	c := jwttest.Claims(now, map[string]any{"cnf": map[string]any{"jkt": jkt}})
+	if _, err := v.Verify(jwttest.SignRaw("ES256", jwttest.Keys().Other, jwttest.MustJSON(map[string]any{"alg": "ES256", "kid": "es256"}), jwttest.MustJSON(c)), now); kindOf(t, err) != BadSignature {
 		t.Fatalf("forged: %v", err)
 	}
 }
@@ -285,8 +287,8 @@ func BenchmarkJWTVerify(b *testing.B) {
 		c.Issuer, c.Audience = "https://auth.test", []string{"nl-query-api"}
 	}, "es256", "ed", "rs")
 	for _, kid := range []string{"es256", "ed", "rs"} {
-		alg := testKeys().algs[kid]
-		token := sign(kid, testClaims(now, nil), nil)
+		alg := jwttest.Keys().Algs[kid]
+		token := jwttest.Sign(kid, jwttest.Claims(now, nil), nil)
 		signing := token[:strings.LastIndexByte(token, '.')]
 		sig, _ := base64.RawURLEncoding.DecodeString(token[len(signing)+1:])
 		b.Run("uncached/"+alg, func(b *testing.B) {
@@ -300,7 +302,7 @@ func BenchmarkJWTVerify(b *testing.B) {
 		})
 		b.Run("bare/"+alg, func(b *testing.B) {
 			b.ReportAllocs()
-			switch k := testKeys().signers[kid].Public().(type) {
+			switch k := jwttest.Keys().Signers[kid].Public().(type) {
 			case *ecdsa.PublicKey:
 				r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
 				for b.Loop() {
@@ -332,13 +334,13 @@ func BenchmarkJWTVerify(b *testing.B) {
 func FuzzVerify(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	v := newTestVerifier(f, now, nil, "es256", "ed")
-	good := sign("es256", testClaims(now, nil), nil)
+	good := jwttest.Sign("es256", jwttest.Claims(now, nil), nil)
 	f.Add(good)
 	f.Add(good + ".x")
-	f.Add(sign("ed", testClaims(now, map[string]any{"cnf": map[string]any{"jkt": "x"}}), nil))
+	f.Add(jwttest.Sign("ed", jwttest.Claims(now, map[string]any{"cnf": map[string]any{"jkt": "x"}}), nil))
 	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
 	f.Add(strings.Repeat("A", MaxTokenSize+1))
-	f.Add(signRaw("ES256", testKeys().other, []byte(`{"alg":"ES256","kid":"es256"}`), mustJSON(testClaims(now, nil))))
+	f.Add(jwttest.SignRaw("ES256", jwttest.Keys().Other, []byte(`{"alg":"ES256","kid":"es256"}`), jwttest.MustJSON(jwttest.Claims(now, nil))))
 	f.Fuzz(func(t *testing.T, token string) {
 		_, err := v.Verify(token, now)
 		if err == nil && token != good {
