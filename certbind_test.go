@@ -128,7 +128,7 @@ func TestAuthDecideCertBinding(t *testing.T) {
 
 	// Revocation still applies to a bound token with its certificate.
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeAuthFile(t, file, "revoke-me\n")
+	writeTestFile(t, file, "revoke-me\n")
 	rv := mtlsUnitAuth(t, &now, func(a *Auth) { a.Revocation = &Revocation{File: file} })
 	ex = newAuthExchange("/x")
 	ex.r.TLS = mtlsVerifiedState(t, ca, unmapped)

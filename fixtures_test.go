@@ -107,16 +107,25 @@ func (c *fakeClock) advance(d time.Duration) {
 // its path.
 func writePrivatePEM(t *testing.T) string {
 	path := t.TempDir() + "/priv.pem"
-	writeAuthFile(t, path, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIH3rJ9d2Ag1/f6EAdrl+e2rOe4UKTfFkxU4I+4q9c0pZ\n-----END PRIVATE KEY-----\n")
+	writeTestFile(t, path, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIH3rJ9d2Ag1/f6EAdrl+e2rOe4UKTfFkxU4I+4q9c0pZ\n-----END PRIVATE KEY-----\n")
 	return path
 }
 
-// writeAuthFile writes content to path, readable by the owner only.
-func writeAuthFile(t testing.TB, path, content string) {
+// writeTestFile writes content to path with mode (0600, readable by the
+// owner only, unless told) and returns path.
+func writeTestFile(t testing.TB, path, content string, mode ...os.FileMode) string {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	m := os.FileMode(0o600)
+	if len(mode) > 0 {
+		m = mode[0]
+	}
+	if err := os.WriteFile(path, []byte(content), m); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(path, m); err != nil { // WriteFile's mode is subject to umask, and keeps an existing file's
+		t.Fatal(err)
+	}
+	return path
 }
 
 // pemOf returns key as PEM of type typ: "PRIVATE KEY" (PKCS #8), "EC PRIVATE
@@ -1072,4 +1081,23 @@ func benchClients(n int) []string {
 		out[i] = "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
 	}
 	return out
+}
+
+// benchServeWithKey serves r through h b.N times, sending the bench API key
+// each time as a client does (auth removes it from the request), and
+// returns the last response's header.
+func benchServeWithKey(b *testing.B, h *Handler, r *http.Request) http.Header {
+	key := []string{"bench-key-0123456789abcdef"}
+	w := &benchWriter{h: make(http.Header, 16)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clear(w.h)
+		r.Header["X-Api-Key"] = key
+		if err := h.ServeHTTP(w, r, benchNext); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	return w.h
 }

@@ -326,7 +326,7 @@ func TestAuthDecideMTLS(t *testing.T) {
 			{"sub:spiffe://cluster.local/ns/bi/sa/other", 0},
 		} {
 			file := filepath.Join(dir, fmt.Sprintf("revoked-%d.txt", i))
-			writeAuthFile(t, file, tc.line+"\n")
+			writeTestFile(t, file, tc.line+"\n")
 			rv := mtlsUnitAuth(t, &clock, func(a *Auth) { a.Revocation = &Revocation{File: file} })
 			got, _ := run(rv, cs, "/x")
 			if got.status != tc.want {

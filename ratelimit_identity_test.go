@@ -321,20 +321,9 @@ func BenchmarkIdentityBudget(b *testing.B) {
 			b.Cleanup(func() { h.Cleanup() })
 			h.audit = zap.NewNop()
 			r := benchRequest()
-			key := []string{"bench-key-0123456789abcdef"}
-			w := &benchWriter{h: make(http.Header, 16)}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				clear(w.h)
-				r.Header["X-Api-Key"] = key // auth removes it from the request
-				if err := h.ServeHTTP(w, r, benchNext); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			if want := strings.Contains(tc.name, "with_identity"); strings.Contains(w.h.Get("RateLimit-Policy"), `"identity"`) != want {
-				b.Fatalf("RateLimit-Policy %q: the benchmark measured the wrong thing", w.h.Get("RateLimit-Policy"))
+			resp := benchServeWithKey(b, h, r)
+			if want := strings.Contains(tc.name, "with_identity"); strings.Contains(resp.Get("RateLimit-Policy"), `"identity"`) != want {
+				b.Fatalf("RateLimit-Policy %q: the benchmark measured the wrong thing", resp.Get("RateLimit-Policy"))
 			}
 		})
 	}

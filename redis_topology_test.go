@@ -413,7 +413,7 @@ func requireNoPasswordInConfig(t *testing.T, s *caddyServer, site, pw string) {
 		t.Fatalf("admin API config: %s", body)
 	}
 	file := filepath.Join(t.TempDir(), "Caddyfile")
-	writeAuthFile(t, file, s.caddyfile(site))
+	writeTestFile(t, file, s.caddyfile(site))
 	out, err := runCaddy(t, nil, "adapt", "--config", file, "--adapter", "caddyfile")
 	if err != nil {
 		t.Fatalf("caddy adapt: %v\n%s", err, out)
@@ -433,7 +433,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	primary := startRedis(t, redisOptions{Port: pport, Args: redisBaseArgs(pport, t.TempDir())})
 	startRedis(t, redisOptions{Port: rport, Args: append(redisBaseArgs(rport, t.TempDir()), "--replicaof", "127.0.0.1", fmt.Sprint(pport))})
 	conf := filepath.Join(dir, "sentinel.conf")
-	writeAuthFile(t, conf, fmt.Sprintf(`port %d
+	writeTestFile(t, conf, fmt.Sprintf(`port %d
 bind 127.0.0.1
 dir %s
 sentinel monitor m 127.0.0.1 %d 1

@@ -90,7 +90,7 @@ func TestRevocationDefaults(t *testing.T) {
 
 func TestRevocationFileRevokesByJTIAndSubject(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeAuthFile(t, file, `# leaked on 2026-11-02
+	writeTestFile(t, file, `# leaked on 2026-11-02
 jti-leaked
   jti-indented   # trailing comment
 odd#jti
@@ -162,7 +162,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	const slack = 400 * time.Millisecond
 	dir := t.TempDir()
 	file := filepath.Join(dir, "revoked.txt")
-	writeAuthFile(t, file, "first\n")
+	writeTestFile(t, file, "first\n")
 	env, logs := newTestEnv(t)
 	rv := provisionRevocation(t, env, &Revocation{File: file, Refresh: caddy.Duration(refresh)})
 	if !rv.revoked("first", "", time.Now()) {
@@ -170,13 +170,13 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	}
 
 	// An edit in place.
-	writeAuthFile(t, file, "first\nsecond\n")
+	writeTestFile(t, file, "first\nsecond\n")
 	took := waitFor(t, refresh+slack, "in-place edit", func() bool { return rv.revoked("second", "", time.Now()) })
 	t.Logf("in-place edit seen after %v", took)
 
 	// An atomic replace (write elsewhere, rename), as editors and Kubernetes do.
 	tmp := filepath.Join(dir, "revoked.txt.new")
-	writeAuthFile(t, tmp, "third\n")
+	writeTestFile(t, tmp, "third\n")
 	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 	}
 
 	// It comes back: read again, and that is logged once.
-	writeAuthFile(t, file, "fourth\n")
+	writeTestFile(t, file, "fourth\n")
 	waitFor(t, refresh+slack, "file back", func() bool { return rv.revoked("fourth", "", time.Now()) })
 	if rv.revoked("third", "", time.Now()) {
 		t.Fatal("third still revoked after the file came back without it")
@@ -211,7 +211,7 @@ func TestRevocationFileEditsPickedUpWithinRefresh(t *testing.T) {
 
 func TestRevocationCleanupStopsTheRefresher(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeAuthFile(t, file, "a\n")
+	writeTestFile(t, file, "a\n")
 	env, logs := newTestEnv(t)
 	rv := &Revocation{File: file, Refresh: caddy.Duration(20 * time.Millisecond)}
 	if err := rv.provision(env); err != nil {
@@ -221,7 +221,7 @@ func TestRevocationCleanupStopsTheRefresher(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := len(logs.All())
-	writeAuthFile(t, file, "a\nb\n")
+	writeTestFile(t, file, "a\nb\n")
 	time.Sleep(100 * time.Millisecond)
 	if rv.revoked("b", "", time.Now()) || len(logs.All()) != before {
 		t.Fatal("the file was re-read after cleanup")
@@ -468,7 +468,7 @@ func revocationSite(pub, revocationBlock string) string {
 func TestRevocationEndToEndNextRequestIsRefused(t *testing.T) {
 	priv, pub, _ := keygen(t, "ES256")
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeAuthFile(t, file, "# revoked tokens\n")
+	writeTestFile(t, file, "# revoked tokens\n")
 	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
 	s := startCaddy(t, site)
 
@@ -485,7 +485,7 @@ func TestRevocationEndToEndNextRequestIsRefused(t *testing.T) {
 	// Through the file: refused within refresh.
 	fileTok, fileJTI := mintToken(t, priv, "service-etl")
 	requireStatus(t, s, fileTok, http.StatusOK)
-	writeAuthFile(t, file, "# revoked tokens\n"+fileJTI+"\n")
+	writeTestFile(t, file, "# revoked tokens\n"+fileJTI+"\n")
 	waitFor(t, time.Second, "file revocation honoured", func() bool {
 		return s.Get("/data", "Authorization", "Bearer "+fileTok).StatusCode == http.StatusUnauthorized
 	})
@@ -598,7 +598,7 @@ func TestRevocationLifetimesFollowMaxTTLAndLeeway(t *testing.T) {
 	t.Run("file", func(t *testing.T) {
 		clock := t0
 		file := filepath.Join(t.TempDir(), "revoked.txt")
-		writeAuthFile(t, file, fmt.Sprintf("sub:file-client %d\nfile-late-jti\n", t0.Unix()+1))
+		writeTestFile(t, file, fmt.Sprintf("sub:file-client %d\nfile-late-jti\n", t0.Unix()+1))
 		a := lifetimeAuth(t, ti, &clock, maxTTL, leeway, &Revocation{File: file})
 		tok, late := subToken("file-client"), lateToken("file-late-jti")
 		clock = t0.Add(25 * time.Hour)
@@ -701,7 +701,7 @@ func TestRevocationFileRevokesCertificateCNWithSpaces(t *testing.T) {
 		{"sub:cn:Service", 0},
 	} {
 		file := filepath.Join(dir, "revoked.txt")
-		writeAuthFile(t, file, tc.line+"\n")
+		writeTestFile(t, file, tc.line+"\n")
 		a := mtlsUnitAuth(t, &clock, func(a *Auth) {
 			a.ClientCerts = append(a.ClientCerts, ClientCert{Identity: "cn:Service BI", Scopes: []string{"nl-query:read"}})
 			a.Revocation = &Revocation{File: file}
@@ -825,14 +825,14 @@ func TestRevocationRedisPasswordSecret(t *testing.T) {
 func TestRevocationEndToEndSubjectWithSpaces(t *testing.T) {
 	priv, pub, _ := keygen(t, "ES256")
 	file := filepath.Join(t.TempDir(), "revoked.txt")
-	writeAuthFile(t, file, "# revoked subjects\n")
+	writeTestFile(t, file, "# revoked subjects\n")
 	site := revocationSite(pub, fmt.Sprintf("\t\t\t\tfile %s\n\t\t\t\trefresh 100ms", file))
 	s := startCaddy(t, site)
 
 	spaced, _ := mintToken(t, priv, "Service BI")
 	prefix, _ := mintToken(t, priv, "Service")
 	requireStatus(t, s, spaced, http.StatusOK)
-	writeAuthFile(t, file, fmt.Sprintf("sub:Service BI %d  # leaked\n", time.Now().Unix()+60))
+	writeTestFile(t, file, fmt.Sprintf("sub:Service BI %d  # leaked\n", time.Now().Unix()+60))
 	waitFor(t, 2*time.Second, "subject with a space revoked", func() bool {
 		return s.Get("/data", "Authorization", "Bearer "+spaced).StatusCode == http.StatusUnauthorized
 	})

@@ -24,22 +24,6 @@ func secretTestEnv(t *testing.T) (*provisionEnv, *observer.ObservedLogs) {
 	return &provisionEnv{logger: zap.New(core), now: time.Now}, logs
 }
 
-// writeSecretFile writes a secret file with the given mode (0600 unless told).
-func writeSecretFile(t *testing.T, path, content string, mode ...os.FileMode) string {
-	t.Helper()
-	m := os.FileMode(0o600)
-	if len(mode) > 0 {
-		m = mode[0]
-	}
-	if err := os.WriteFile(path, []byte(content), m); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, m); err != nil { // WriteFile's mode is subject to umask
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestSecretsCaddyfile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -157,7 +141,7 @@ func TestSecretsMissingSecretFailsValidate(t *testing.T) {
 		t.Fatalf("validate: err=%v\n%s", err, out)
 	}
 	// The same config validates once the secrets are there (env and file).
-	writeSecretFile(t, filepath.Join(dir, "DB_PASSWORD"), "pw\n")
+	writeTestFile(t, filepath.Join(dir, "DB_PASSWORD"), "pw\n")
 	env := append(unsetSecretEnv("API_KEY", "DB_PASSWORD"), "API_KEY=k")
 	if out, err := runCaddy(t, env, "validate", "--config", cfg, "--adapter", "caddyfile"); err != nil || !strings.Contains(out, "Valid configuration") {
 		t.Fatalf("validate with secrets present: err=%v\n%s", err, out)
@@ -188,7 +172,7 @@ func TestSecretsReloadRefusedWhileOldConfigServes(t *testing.T) {
 func TestSecretsReloadRereadsRotatedFile(t *testing.T) {
 	const name = "SECHARD_E2E_ROTATED"
 	dir := t.TempDir()
-	writeSecretFile(t, filepath.Join(dir, name), "version-1\n")
+	writeTestFile(t, filepath.Join(dir, name), "version-1\n")
 	site := secretsSite(dir, name, "up")
 	s := startCaddy(t, site, caddyOptions{Env: unsetSecretEnv(name)})
 	audit := func(changed bool, n int) {
@@ -220,7 +204,7 @@ func TestSecretsReloadRereadsRotatedFile(t *testing.T) {
 			t.Fatalf("caddy reload: %v\n%s", err, out)
 		}
 	}
-	writeSecretFile(t, filepath.Join(dir, name), "version-2\n")
+	writeTestFile(t, filepath.Join(dir, name), "version-2\n")
 	reload()
 	audit(true, 2)
 	reload()
@@ -238,8 +222,8 @@ func TestSecretsValuesNeverLeak(t *testing.T) {
 	)
 	names := []string{"SECHARD_E2E_ENV", "SECHARD_E2E_ENVFILE", "SECHARD_E2E_FILE"}
 	dir := t.TempDir()
-	writeSecretFile(t, filepath.Join(dir, "SECHARD_E2E_FILE"), fileVal+"\n", 0o644) // also warns
-	envFile := writeSecretFile(t, filepath.Join(t.TempDir(), "envfile"), envFileVal)
+	writeTestFile(t, filepath.Join(dir, "SECHARD_E2E_FILE"), fileVal+"\n", 0o644) // also warns
+	envFile := writeTestFile(t, filepath.Join(t.TempDir(), "envfile"), envFileVal)
 	env := append(unsetSecretEnv(names...), "SECHARD_E2E_ENV="+envVal, "SECHARD_E2E_ENVFILE_FILE="+envFile)
 	site := secretsSite(dir, strings.Join(names, " "), "up")
 
@@ -268,7 +252,7 @@ func TestSecretsValuesNeverLeak(t *testing.T) {
 		t.Fatal("reload with a missing secret was accepted")
 	}
 	evidence = append(evidence, err.Error())
-	writeSecretFile(t, filepath.Join(dir, "SECHARD_E2E_FILE"), fileVal+"-rotated", 0o600)
+	writeTestFile(t, filepath.Join(dir, "SECHARD_E2E_FILE"), fileVal+"-rotated", 0o600)
 	if err := s.Reload(strings.Replace(site, `"up"`, `"up2"`, 1)); err != nil {
 		t.Fatal(err)
 	}
