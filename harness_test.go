@@ -30,6 +30,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sechard/sechard/internal/redistest"
 )
 
 var (
@@ -496,51 +498,32 @@ func requireTool(t testing.TB, names ...string) string {
 	return ""
 }
 
-// redisServer is a real redis-server (or Sentinel) process on loopback.
+// redisServer is a real redis-server (or Sentinel) process on loopback
+// (internal/redistest), with its URL.
 type redisServer struct {
-	t    testing.TB
-	bin  string
-	opts redisOptions
-	Port int
-	Addr string // 127.0.0.1:port
-	URL  string // redis://127.0.0.1:port/0
-	cmd  *exec.Cmd
-	done chan struct{}
+	*redistest.Server
+	URL string // redis://127.0.0.1:port/0
 }
 
-// redisOptions tune startRedis.
-type redisOptions struct {
-	// Port is the port to serve on; 0 picks a free one.
-	Port int
-	// Extra are arguments added after the default command line (a fresh,
-	// empty, non-persistent server on Port, bound to 127.0.0.1).
-	Extra []string
-	// Args, when set, are the whole command line instead of the default
-	// one: they name the port (Port) and everything else themselves.
-	Args []string
-	// Ready reports whether the server at addr (127.0.0.1:Port) answers;
-	// nil: a plain PING answers PONG.
-	Ready func(addr string) bool
-}
+// redisOptions tune startRedis: Port (0 picks a free one), Extra
+// arguments, the whole command line (Args), and the Ready check.
+type redisOptions = redistest.Options
 
 // startRedis starts a redis-server for the test, by default a fresh, empty,
 // non-persistent one on a free port, and waits until it answers. It is
-// killed at the end of the test.
+// killed at the end of the test. Under -short the test skips; in the full
+// run a missing redis-server fails it.
 func startRedis(t testing.TB, opts ...redisOptions) *redisServer {
 	t.Helper()
-	r := &redisServer{t: t, bin: requireTool(t, "redis-server")}
+	var o redisOptions
 	if len(opts) > 0 {
-		r.opts = opts[0]
+		o = opts[0]
 	}
-	r.Port = r.opts.Port
-	if r.Port == 0 {
-		r.Port = freePort(t)
+	if o.Port == 0 {
+		o.Port = freePort(t) // one no Caddy of this process is given
 	}
-	r.Addr = fmt.Sprintf("127.0.0.1:%d", r.Port)
-	r.URL = "redis://" + r.Addr + "/0"
-	t.Cleanup(r.Stop)
-	r.Start()
-	return r
+	s := redistest.Start(t, o)
+	return &redisServer{Server: s, URL: "redis://" + s.Addr + "/0"}
 }
 
 // startRedisWithPassword starts a fresh redis-server that requires password.
@@ -550,67 +533,6 @@ func startRedisWithPassword(t testing.TB, password string) *redisServer {
 		Extra: []string{"--requirepass", password},
 		Ready: redisPingsWith(&redis.Options{Password: password}),
 	})
-}
-
-// Start (re)starts the server on the same port and waits until it answers;
-// it fails the test if the process exits first.
-func (r *redisServer) Start() {
-	r.t.Helper()
-	args := r.opts.Args
-	if args == nil {
-		args = append([]string{"--port", fmt.Sprint(r.Port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", r.t.TempDir()}, r.opts.Extra...)
-	}
-	r.cmd = exec.Command(r.bin, args...)
-	r.done = make(chan struct{})
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(r.cmd, r.done)
-	ready := r.opts.Ready
-	if ready == nil {
-		ready = redisPing
-	}
-	exited := false
-	if !poll(10*time.Second, 20*time.Millisecond, func() bool {
-		select {
-		case <-r.done:
-			exited = true
-			return true
-		default:
-			return ready(r.Addr)
-		}
-	}) || exited {
-		r.t.Fatalf("redis-server %v on %s not ready (exited: %v)", args, r.Addr, exited)
-	}
-}
-
-// Stop kills the server (idempotent): an outage, or a crash, as far as
-// clients can tell.
-func (r *redisServer) Stop() {
-	if r.cmd == nil {
-		return
-	}
-	select {
-	case <-r.done:
-	default:
-		r.cmd.Process.Kill()
-		<-r.done
-	}
-}
-
-// redisPing reports whether the server at addr answers a plain PING (no
-// AUTH, no TLS) with PONG.
-func redisPing(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	fmt.Fprint(c, "PING\r\n")
-	c.SetReadDeadline(time.Now().Add(time.Second))
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return strings.HasPrefix(line, "+PONG")
 }
 
 // redisPingsWith is a Ready check for servers a plain PING cannot reach

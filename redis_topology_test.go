@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/sechard/sechard/internal/ratelimit"
 	"github.com/sechard/sechard/internal/redisconn"
+	"github.com/sechard/sechard/internal/redistest"
 )
 
 // TestRedisLineParsing: the three forms and their options, for both users
@@ -779,33 +779,13 @@ func BenchmarkRateLimitRedisCluster(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	})
 	b.Run("redis-benchmark/callers=64", func(b *testing.B) {
-		rb, err := exec.LookPath("redis-benchmark")
-		if err != nil {
-			b.Skip("redis-benchmark not installed")
-		}
 		var sha string
+		var err error
 		tc.eachNode(b, func(addr string, cl *redis.Client) {
 			if sha, err = ratelimit.GCRAScript.Load(context.Background(), cl).Result(); err != nil {
 				b.Fatal(err)
 			}
 		})
-		n := max(b.N, 1000)
-		args := []string{"--cluster", "-h", "127.0.0.1", "-p", fmt.Sprint(tc.nodes[0].Port), "-c", "64", "-n", fmt.Sprint(n),
-			"-r", "1024", "--csv", "EVALSHA", sha, "1", "sechard:rl:bench:{tag}:__rand_int__:p",
-			fmt.Sprint(interval), fmt.Sprint(tolerance)}
-		b.ResetTimer()
-		out, err := exec.Command(rb, args...).CombinedOutput()
-		if err != nil {
-			b.Fatalf("%v: %s", err, out)
-		}
-		b.StopTimer()
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fields := strings.Split(lines[len(lines)-1], ",")
-		rps, err := strconv.ParseFloat(strings.Trim(fields[1], `"`), 64)
-		if err != nil {
-			b.Fatalf("parsing %q: %v", out, err)
-		}
-		b.ReportMetric(rps, "decisions/s")
-		b.Logf("redis-benchmark %s\n%s", strings.Join(args, " "), out)
+		redistest.EvalSHABenchmark(b, tc.nodes[0].Addr, true, sha, "sechard:rl:bench:{tag}:__rand_int__:p", interval, tolerance)
 	})
 }

@@ -304,10 +304,10 @@ func TestRateLimitRedisSlowAnsweredWithinTimeout(t *testing.T) {
 	if st := s.Get("/warm").StatusCode; st != 200 {
 		t.Fatal(st)
 	}
-	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := r.Process().Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer r.cmd.Process.Signal(syscall.SIGCONT)
+	defer r.Process().Signal(syscall.SIGCONT)
 	// The margin covers a loaded CI machine; go-redis's defaults would
 	// hang for 3s and retry.
 	const budget = 50*time.Millisecond + 250*time.Millisecond

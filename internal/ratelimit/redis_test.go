@@ -5,58 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/sechard/sechard/internal/redistest"
 )
 
-// startRedis starts a throw-away redis-server and returns a client of it
-// (skipping the test when redis-server is not installed, outside CI).
-func startRedis(t testing.TB) (*redis.Client, int) {
+// startRedis starts a throw-away redis-server (internal/redistest: under
+// -short the test skips; the full run fails without redis-server) and
+// returns a client of it and its address.
+func startRedis(t testing.TB) (*redis.Client, string) {
 	t.Helper()
-	// As the root package's harness decides: -short skips what needs a
-	// real component; the full run fails without it, on any machine.
-	if testing.Short() {
-		t.Skip("-short: needs redis-server; the full run (go test ./...) runs it")
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redis-server not found on PATH (Debian: apt-get install redis-server); go test -short skips this test")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	srv := redistest.Start(t, redistest.Options{})
 	// As the root package builds clients for the request path.
-	cl := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2,
+	cl := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 2,
 		ContextTimeoutEnabled: true, MaxRetries: -1, DialTimeout: time.Second, DialerRetries: 1,
 		ReadTimeout: time.Second, WriteTimeout: time.Second, PoolTimeout: time.Second,
 		PoolSize: 64, MinIdleConns: 2, DisableIdentity: true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 	t.Cleanup(func() { cl.Close() })
-	for deadline := time.Now().Add(10 * time.Second); cl.Ping(context.Background()).Err() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server not ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cl, port
+	return cl, srv.Addr
 }
 
 // TestRedisStoreKeyLayout: the keys are exactly those earlier releases
@@ -265,7 +240,7 @@ func TestBreaker(t *testing.T) {
 // redis-benchmark running the same script with EVALSHA against the same
 // server at 64 connections.
 func BenchmarkRateLimitRedis(b *testing.B) {
-	cl, port := startRedis(b)
+	cl, addr := startRedis(b)
 	s := NewRedisStore(cl, RedisOptions{Namespace: "bench", Timeout: time.Second})
 	bud := benchBudget(b)
 	clients := benchClients(1024)
@@ -311,33 +286,11 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	})
 	b.Run("redis-benchmark/callers=64", func(b *testing.B) {
-		rb, err := exec.LookPath("redis-benchmark")
-		if err != nil {
-			b.Skip("redis-benchmark not installed")
-		}
 		sha, err := GCRAScript.Load(context.Background(), cl).Result()
 		if err != nil {
 			b.Fatal(err)
 		}
-		n := max(b.N, 1000)
 		interval, tolerance := bud.Rate.ScriptArgs()
-		args := []string{"-h", "127.0.0.1", "-p", fmt.Sprint(port), "-c", "64", "-n", fmt.Sprint(n),
-			"-r", "1024", "--csv", "EVALSHA", sha, "1", "sechard:rl:bench:{__rand_int__}:p",
-			fmt.Sprint(interval), fmt.Sprint(tolerance)}
-		b.ResetTimer()
-		out, err := exec.Command(rb, args...).CombinedOutput()
-		if err != nil {
-			b.Fatalf("%v: %s", err, out)
-		}
-		b.StopTimer()
-		// CSV: "test","rps",...
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fields := strings.Split(lines[len(lines)-1], ",")
-		rps, err := strconv.ParseFloat(strings.Trim(fields[1], `"`), 64)
-		if err != nil {
-			b.Fatalf("parsing %q: %v", out, err)
-		}
-		b.ReportMetric(rps, "decisions/s")
-		b.Logf("redis-benchmark %s\n%s", strings.Join(args, " "), out)
+		redistest.EvalSHABenchmark(b, addr, false, sha, "sechard:rl:bench:{__rand_int__}:p", interval, tolerance)
 	})
 }
