@@ -950,18 +950,29 @@ type rlResult struct {
 	header http.Header // the response headers, plus the decision's
 }
 
-// hit runs the stage for a GET of target from client ip.
+// hit runs the per-address step for a GET of target from client ip, with
+// header name/value pairs.
 func hit(c *RateLimit, ip, target string, hdr ...string) rlResult {
+	return hitAs(c, ip, "", target, hdr...)
+}
+
+// hitAs runs both rate-limit steps for a GET of target from ip, as
+// identity id would after auth accepted it ("" for no identity): the
+// per-address step, and the identity step if the first let it through.
+func hitAs(c *RateLimit, ip, id, target string, hdr ...string) rlResult {
 	req := httptest.NewRequest(http.MethodGet, target, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
 	req = req.WithContext(ctx)
-	repl := caddyhttp.NewTestReplacer(req)
 	rec := httptest.NewRecorder()
-	ex := &exchange{w: rec, r: req, repl: repl, requestID: "test"}
+	ex := &exchange{w: rec, r: req, repl: caddyhttp.NewTestReplacer(req), requestID: "test"}
 	d := c.decide(ex)
+	if d.Status == 0 && id != "" {
+		ex.identity = id
+		d = c.decideIdentity(ex)
+	}
 	h := rec.Header().Clone()
 	for k, v := range d.Header {
 		h[k] = v

@@ -14,31 +14,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// hitAs runs both rate-limit steps for a GET of target from ip, as
-// identity id would after auth accepted it ("" for no identity): the
-// per-address step, and the identity step if the first let it through.
-func hitAs(c *RateLimit, ip, id, target string) rlResult {
-	req := httptest.NewRequest(http.MethodGet, target, nil)
-	ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
-	req = req.WithContext(ctx)
-	rec := httptest.NewRecorder()
-	ex := &exchange{w: rec, r: req, repl: caddyhttp.NewTestReplacer(req), requestID: "test"}
-	d := c.decide(ex)
-	if d.Status == 0 {
-		ex.identity = id
-		d = c.decideIdentity(ex)
-	}
-	h := rec.Header().Clone()
-	for k, v := range d.Header {
-		h[k] = v
-	}
-	st := d.Status
-	if st == 0 {
-		st = 200
-	}
-	return rlResult{status: st, header: h}
-}
-
 func statusesAs(c *RateLimit, ip, id, target string, n int) []int {
 	out := make([]int, n)
 	for i := range out {
