@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/sechard/sechard/internal/jwttest"
 )
 
 // The speed target of issue 2: the bare sechard handler (request ID with a
@@ -191,3 +194,100 @@ func BenchmarkModesAllowedPath(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEdgeCost (issue 19) measures in process what bench/cpu measures
+// end to end, without the cost of HTTP on the wire that every configuration
+// shares: sechard's core chain (a generated request ID, the security
+// headers, an allowed CORS origin, a memory rate limit) against Caddy's
+// header handler adding the same header bytes (with Server deleted, which
+// defers its work to WriteHeader, as the Caddyfile does), and the full chain
+// (the core chain and auth with a cached ES256 JWT) in its two audit modes.
+// Each iteration gets a fresh request context from caddyhttp.PrepareRequest,
+// as Caddy's server gives every request; "nothing" is that context and the
+// next handler alone, the floor all share. A handler's own cost is its
+// ns/op minus nothing's.
+//
+//	go test -run '^$' -bench BenchmarkEdgeCost -benchmem -count 10 . | benchstat -col /handler -
+func BenchmarkEdgeCost(b *testing.B) {
+	ti := newTestIssuer(b)
+	rate := &RateSpec{Events: 1 << 30, Window: caddy.Duration(time.Second)}
+	cors := []string{"https://app.example.com"}
+	core := provisionedHandler(b, &Handler{CORS: &CORS{Origins: cors}, RateLimit: &RateLimit{Rate: rate}})
+	full := func(audit string) *Handler {
+		h := provisionedHandler(b, &Handler{
+			CORS:      &CORS{Origins: cors},
+			RateLimit: &RateLimit{Rate: rate},
+			Auth: &Auth{
+				JWT:         &JWT{PublicKeys: []PublicKey{{File: ti.pemPath("es256"), KID: "es256"}}, MaxTTL: caddy.Duration(time.Hour)},
+				Require:     []Requirement{{Scopes: []string{"read"}}},
+				AuditAllows: audit,
+			},
+		})
+		// The audit entry of every allow is encoded, as in production, and discarded.
+		h.audit = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+		return h
+	}
+	base := httptest.NewRequest(http.MethodGet, "http://example.com/api/q", nil)
+	base.RemoteAddr = "192.0.2.1:4242"
+	base.Header.Set("Origin", "https://app.example.com")
+	base.Header.Set("User-Agent", "wrk")
+	base.Header.Set("Authorization", "Bearer "+ti.sign("es256", jwttest.Claims(time.Now(), map[string]any{"scopes": []string{"read"}, "exp": time.Now().Add(30 * time.Minute).Unix()}), nil))
+
+	serve := func(h caddyhttp.MiddlewareHandler, w *benchWriter) {
+		r := caddyhttp.PrepareRequest(base, caddy.NewReplacer(), w, nil)
+		caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
+		clear(w.h)
+		w.h["Server"] = benchServer
+		if err := h.ServeHTTP(w, r, benchNext); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	// The peer adds exactly what the core chain sends.
+	w := &benchWriter{h: make(http.Header, 16)}
+	serve(core, w)
+	sent := w.h.Clone()
+	if len(sent["Access-Control-Allow-Origin"]) != 1 || len(sent["Ratelimit"]) != 1 || len(sent["X-Request-Id"]) != 1 {
+		b.Fatalf("the core chain sent %v; the benchmark would measure a refusal", sent)
+	}
+	peer := &headers.Handler{Response: &headers.RespHeaderOps{
+		HeaderOps: &headers.HeaderOps{Add: sent, Delete: []string{"Server"}},
+		Deferred:  true,
+	}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := peer.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+
+	for _, bc := range []struct {
+		name string
+		h    caddyhttp.MiddlewareHandler
+	}{
+		{"nothing", passThrough{}},
+		{"caddy_header", peer},
+		{"sechard_core", core},
+		{"sechard_full_audit_log", full(auditAllowsLog)},
+		{"sechard_full_audit_access_log", full(auditAllowsAccessLog)},
+	} {
+		b.Run("handler="+bc.name, func(b *testing.B) {
+			w := &benchWriter{h: make(http.Header, 16)}
+			b.ReportAllocs()
+			for b.Loop() {
+				serve(bc.h, w)
+			}
+			if bc.name != "nothing" && len(w.h) != len(sent) {
+				b.Fatalf("%s sent %v, want the %d fields of %v", bc.name, w.h, len(sent), sent)
+			}
+		})
+	}
+}
+
+// passThrough is a middleware that does nothing but call next.
+type passThrough struct{}
+
+func (passThrough) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return next.ServeHTTP(w, r)
+}
+
+var benchServer = []string{"Caddy"} // as Caddy's server sets it; shared, never written
