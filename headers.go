@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -330,12 +329,10 @@ func (c *SecurityHeaders) apply(w http.ResponseWriter, ex *exchange) *securityHe
 	if c == nil {
 		c = offSecurityHeaders
 	}
-	sw := &securityHeadersWriter{
-		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		c:                     c,
-		id:                    ex.requestID,
-		tls:                   c.hsts != "" && ex.r.TLS != nil,
-	}
+	// The writer lives in the exchange: one allocation per request for both.
+	sw := &ex.sw
+	sw.ResponseWriter = w
+	sw.c, sw.id, sw.tls = c, ex.requestID, c.hsts != "" && ex.r.TLS != nil
 	n := 1 + len(c.pairs)
 	if sw.tls {
 		n++

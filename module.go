@@ -227,10 +227,12 @@ type exchange struct {
 	r           *http.Request
 	repl        *caddy.Replacer
 	requestID   string
-	corsHeaders corsActual // the CORS header values of this response
-	identity    string     // the identity auth accepted ("" for none, or a public path)
-	rl          rlFields   // the rate-limit header values
-	audit       authAudit  // auth's audit record, kept here so recording it allocates nothing
+	corsHeaders corsActual            // the CORS header values of this response
+	identity    string                // the identity auth accepted ("" for none, or a public path)
+	rl          rlFields              // the rate-limit header values
+	audit       authAudit             // auth's audit record, kept here so recording it allocates nothing
+	sw          securityHeadersWriter // the writer the rest of the chain writes to
+	idVals      [1]string             // a generated request ID's request-header slice
 }
 
 // clientIP is the client address Caddy computed for r (honouring the

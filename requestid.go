@@ -221,8 +221,9 @@ func (c *RequestID) assign(ex *exchange) {
 		} else {
 			id = c.newID()
 		}
-		// A fresh slice: never share one header slice between requests.
-		r.Header[hdr] = []string{id}
+		// The exchange's slice: never share one header slice between requests.
+		ex.idVals[0] = id
+		r.Header[hdr] = ex.idVals[:1:1]
 		if reason != "" {
 			c.logReplaced(r, id, reason, inbound)
 		}
