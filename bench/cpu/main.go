@@ -9,8 +9,15 @@
 // every round must be a 200. Not part of CI: it needs a quiet two-core
 // machine and `wrk`.
 //
-//	go run ./bench/cpu                    # 5 rounds of 5 s per config, about 3 minutes
-//	go run ./bench/cpu -rounds 3 -d 3s
+//	go run ./bench/cpu                    # 8 rounds of 3 s per config, about 3 minutes
+//	go run ./bench/cpu -rounds 4 -d 2s
+//
+// With -profile, it instead loads one config (by its name's first word:
+// bare, static, core, log, access_log or report) for 20 s, takes a 15 s CPU
+// profile from Caddy's admin endpoint, and keeps it with the binary:
+//
+//	go run ./bench/cpu -profile core
+//	go tool pprof -top -cum /tmp/sechard-cpu/caddy /tmp/sechard-cpu/core.pb
 package main
 
 import (
@@ -39,15 +46,17 @@ import (
 )
 
 var (
-	rounds   = flag.Int("rounds", 5, "interleaved rounds")
-	duration = flag.Duration("d", 5*time.Second, "load per config per round")
+	rounds   = flag.Int("rounds", 8, "interleaved rounds, every other one in reverse order")
+	duration = flag.Duration("d", 3*time.Second, "load per config per round")
 	conns    = flag.Int("c", 16, "wrk connections")
+	profile  = flag.String("profile", "", "profile one config instead: bare, static, core, log, access_log or report")
 	noLog    = flag.Bool("no-access-log", false, "sites without Caddy's access log (by default every site logs, as a production edge does)")
 )
 
 // config is one Caddy under test.
 type config struct {
 	name  string
+	key   string // -profile's name for it
 	site  string // the site block's body; {PORT} is filled in
 	port  int
 	cmd   *exec.Cmd
@@ -106,12 +115,12 @@ func main() {
 	}`
 	}
 	configs := []*config{
-		{name: "bare respond", site: `respond "ok"`},
-		{name: "static header directive", site: ""}, // filled from the core chain's response
-		{name: "sechard core chain", site: core + "\n\trespond \"ok\""},
-		{name: "full, audit_allows log", site: full("log", "") + "\n\trespond \"ok\""},
-		{name: "full, audit_allows access_log", site: full("access_log", "") + "\n\trespond \"ok\""},
-		{name: "full, mode report", site: full("log", "mode report") + "\n\trespond \"ok\""},
+		{name: "bare respond", key: "bare", site: `respond "ok"`},
+		{name: "static header directive", key: "static", site: ""}, // filled from the core chain's response
+		{name: "sechard core chain", key: "core", site: core + "\n\trespond \"ok\""},
+		{name: "full, audit_allows log", key: "log", site: full("log", "") + "\n\trespond \"ok\""},
+		{name: "full, audit_allows access_log", key: "access_log", site: full("access_log", "") + "\n\trespond \"ok\""},
+		{name: "full, mode report", key: "report", site: full("log", "mode report") + "\n\trespond \"ok\""},
 	}
 	hdr := []string{"Origin", origin, "Authorization", "Bearer " + token}
 
@@ -123,17 +132,27 @@ func main() {
 		}
 	}()
 	// The core chain first: its response headers become the static config.
-	start(bin, dir, configs[2])
+	start(bin, dir, configs[2], false)
 	configs[1].site = staticHeaders(configs[2], hdr)
+	if *profile != "" {
+		profileOne(bin, dir, configs, hdr)
+		return
+	}
 	for i, c := range configs {
 		if i != 2 {
-			start(bin, dir, c)
+			start(bin, dir, c, false)
 		}
 		check(c, hdr)
 	}
 
 	for r := 1; r <= *rounds; r++ {
-		for _, c := range configs {
+		// Every other round runs the configs in reverse, so that a machine
+		// slowing down or speeding up during a round favours none of them.
+		order := slices.Clone(configs)
+		if r%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, c := range order {
 			before := cpuTicks(c.cmd.Process.Pid)
 			n, rate := load(c, hdr)
 			after := cpuTicks(c.cmd.Process.Pid)
@@ -171,8 +190,56 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// start runs c's Caddy on core 0 with GOMAXPROCS=1.
-func start(bin, dir string, c *config) {
+// profileOne loads the config -profile names for 20 s and takes a 15 s CPU
+// profile of it, kept in /tmp/sechard-cpu with the binary pprof reads it with.
+func profileOne(bin, dir string, configs []*config, hdr []string) {
+	i := slices.IndexFunc(configs, func(c *config) bool { return c.key == *profile })
+	if i < 0 {
+		log.Fatalf("-profile %q: want bare, static, core, log, access_log or report", *profile)
+	}
+	c := configs[i]
+	if i == 2 {
+		c.cmd.Process.Kill() // started without the admin endpoint
+		c.cmd.Wait()
+	}
+	start(bin, dir, c, true)
+	check(c, hdr)
+	out := "/tmp/sechard-cpu"
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if data, err := os.ReadFile(bin); err != nil || os.WriteFile(filepath.Join(out, "caddy"), data, 0o755) != nil {
+		log.Fatalf("keeping the binary: %v", err)
+	}
+	*duration = 20 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(3 * time.Second)
+		resp, err := http.Get("http://" + profileAdmin + "/debug/pprof/profile?seconds=15")
+		if err == nil {
+			defer resp.Body.Close()
+			var data []byte
+			if data, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(filepath.Join(out, c.key+".pb"), data, 0o644)
+			}
+		}
+		done <- err
+	}()
+	n, rate := load(c, hdr)
+	if err := <-done; err != nil {
+		log.Fatalf("profile: %v", err)
+	}
+	fmt.Printf("%s: %d requests, %.0f req/s\nprofile: %s (binary: %s)\n", c.name, n, rate,
+		filepath.Join(out, c.key+".pb"), filepath.Join(out, "caddy"))
+}
+
+// profileAdmin is the admin endpoint of the profiled Caddy; the others run
+// without one.
+const profileAdmin = "127.0.0.1:2999"
+
+// start runs c's Caddy on core 0 with GOMAXPROCS=1; with admin, Caddy's
+// admin endpoint (and so pprof) listens on profileAdmin.
+func start(bin, dir string, c *config, admin bool) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
@@ -183,7 +250,11 @@ func start(bin, dir string, c *config) {
 	if !*noLog {
 		site = "log {\n\t\toutput stderr\n\t}\n\t" + site
 	}
-	cfg := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tlog {\n\t\tlevel INFO\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\t%s\n}\n", c.port, site)
+	adminAddr := "off"
+	if admin {
+		adminAddr = profileAdmin
+	}
+	cfg := fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tlog {\n\t\tlevel INFO\n\t}\n}\n\nhttp://127.0.0.1:%d {\n\t%s\n}\n", adminAddr, c.port, site)
 	path := filepath.Join(dir, fmt.Sprintf("Caddyfile.%d", c.port))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		log.Fatal(err)
