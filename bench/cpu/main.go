@@ -12,6 +12,12 @@
 //	go run ./bench/cpu                    # 8 rounds of 3 s per config, about 3 minutes
 //	go run ./bench/cpu -rounds 4 -d 2s
 //
+// On a machine whose speed drifts from second to second (a shared VM),
+// -paired measures each config side by side with the static-header one,
+// both loaded at once on the same core, and reports those ratios:
+//
+//	go run ./bench/cpu -paired           # 8 rounds of 5 pairs of 3 s, about 2.5 minutes
+//
 // With -profile, it instead loads one config (by its name's first word:
 // bare, static, core, log, access_log or report) for 20 s, takes a 15 s CPU
 // profile from Caddy's admin endpoint, and keeps it with the binary:
@@ -49,6 +55,7 @@ var (
 	rounds   = flag.Int("rounds", 8, "interleaved rounds, every other one in reverse order")
 	duration = flag.Duration("d", 3*time.Second, "load per config per round")
 	conns    = flag.Int("c", 16, "wrk connections")
+	paired   = flag.Bool("paired", false, "measure each config side by side with the static-header one, for a machine whose speed drifts")
 	profile  = flag.String("profile", "", "profile one config instead: bare, static, core, log, access_log or report")
 	noLog    = flag.Bool("no-access-log", false, "sites without Caddy's access log (by default every site logs, as a production edge does)")
 )
@@ -61,6 +68,7 @@ type config struct {
 	port  int
 	cmd   *exec.Cmd
 	cpu   []float64 // µs of CPU per request, per round
+	pairs []float64 // -paired: CPU per request over the static config's, per round
 	rates []float64
 }
 
@@ -145,6 +153,10 @@ func main() {
 		check(c, hdr)
 	}
 
+	if *paired {
+		runPaired(configs, hdr)
+		return
+	}
 	for r := 1; r <= *rounds; r++ {
 		// Every other round runs the configs in reverse, so that a machine
 		// slowing down or speeding up during a round favours none of them.
@@ -153,10 +165,8 @@ func main() {
 			slices.Reverse(order)
 		}
 		for _, c := range order {
-			before := cpuTicks(c.cmd.Process.Pid)
-			n, rate := load(c, hdr)
-			after := cpuTicks(c.cmd.Process.Pid)
-			c.cpu = append(c.cpu, float64(after-before)*1e6/float64(ticksPerSecond)/float64(n))
+			n, cpu, rate := measure(c, hdr)
+			c.cpu = append(c.cpu, cpu/float64(n))
 			c.rates = append(c.rates, rate)
 		}
 		log.Printf("round %d/%d done", r, *rounds)
@@ -170,6 +180,67 @@ func main() {
 	}
 }
 
+// runPaired measures every config side by side with the static-header one:
+// both Caddys share core 0 and are loaded at the same time by their own wrk
+// on core 1, so both see the same machine, however fast it is that second.
+// On a shared VM whose speed drifts from second to second, this is the
+// ratio to trust; the absolute figures include the two processes' switching
+// and are higher than in the interleaved runs.
+func runPaired(configs []*config, hdr []string) {
+	static := configs[1]
+	for r := 1; r <= *rounds; r++ {
+		for i, c := range configs {
+			if i == 1 {
+				continue
+			}
+			var sn, cn int
+			var scpu, ccpu float64
+			done := make(chan struct{})
+			go func() {
+				sn, scpu, _ = measure(static, hdr)
+				close(done)
+			}()
+			cn, ccpu, _ = measure(c, hdr)
+			<-done
+			c.cpu = append(c.cpu, ccpu/float64(cn))
+			c.pairs = append(c.pairs, (ccpu/float64(cn))/(scpu/float64(sn)))
+			static.cpu = append(static.cpu, scpu/float64(sn))
+		}
+		log.Printf("round %d/%d done", r, *rounds)
+	}
+	bare := configs[0]
+	fmt.Printf("\nCPU per request, each config side by side with the static-header one (both Caddys GOMAXPROCS=1 on core 0; a wrk -c%d each on core 1), %d rounds of %s\n\n", *conns, *rounds, *duration)
+	fmt.Printf("| config | µs CPU/request (median, min–max) | × static header, side by side (median, min–max) | × bare respond |\n|---|---|---|---|\n")
+	for i, c := range configs {
+		if i == 1 {
+			fmt.Printf("| %s | %.2f (%.2f–%.2f) | 1.00 | %s |\n", c.name, median(c.cpu), slices.Min(c.cpu), slices.Max(c.cpu), spread(inverse(bare.pairs)))
+			continue
+		}
+		var overBare []float64
+		for r := range c.pairs {
+			overBare = append(overBare, c.pairs[r]/bare.pairs[r])
+		}
+		fmt.Printf("| %s | %.2f (%.2f–%.2f) | %s | %s |\n", c.name, median(c.cpu), slices.Min(c.cpu), slices.Max(c.cpu), spread(c.pairs), spread(overBare))
+	}
+}
+
+func inverse(xs []float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = 1 / x
+	}
+	return out
+}
+
+// measure loads c for one -d and returns the requests completed, the
+// µs of CPU the Caddy process spent meanwhile, and the request rate.
+func measure(c *config, hdr []string) (int, float64, float64) {
+	before := cpuTicks(c.cmd.Process.Pid)
+	n, rate := load(c, hdr)
+	after := cpuTicks(c.cmd.Process.Pid)
+	return n, float64(after-before) * 1e6 / float64(ticksPerSecond), rate
+}
+
 // ratio is the median over rounds of c's CPU per request over base's, with
 // the spread: rounds are interleaved, so each round's ratio compares runs
 // made moments apart.
@@ -178,7 +249,12 @@ func ratio(c, base *config) string {
 	for i := range c.cpu {
 		rs = append(rs, c.cpu[i]/base.cpu[i])
 	}
-	return fmt.Sprintf("%.2f (%.2f–%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
+	return spread(rs)
+}
+
+// spread is the median of xs, with their minimum and maximum.
+func spread(xs []float64) string {
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", median(xs), slices.Min(xs), slices.Max(xs))
 }
 
 func median(xs []float64) float64 {
