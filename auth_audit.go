@@ -30,8 +30,9 @@ var _ auditRecord = (*authAudit)(nil)
 // auditAuth fills the exchange's audit record: one per request, so that
 // recording a decision allocates nothing.
 func (ex *exchange) auditAuth(lvl zapcore.Level, verdict, reason, method string, id *identity, cerr *credError, needed string) *authAudit {
-	ex.audit = authAudit{ex: ex, level: lvl, verdict: verdict, reason: reason, method: method, id: id, cerr: cerr, needed: needed}
-	return &ex.audit
+	a := &ex.scratch().audit
+	*a = authAudit{ex: ex, level: lvl, verdict: verdict, reason: reason, method: method, id: id, cerr: cerr, needed: needed}
+	return a
 }
 
 func (a *authAudit) entry() (string, zapcore.Level) { return "auth decision", a.level }

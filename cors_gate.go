@@ -40,8 +40,8 @@ func (c *CORS) decide(ex *exchange) decision {
 		}
 	}
 	var own *corsActual
-	if c.setActual(hdr, &ex.corsHeaders, origin, allowed, options) {
-		own = &ex.corsHeaders
+	if a := &ex.scratch().corsHeaders; c.setActual(hdr, a, origin, allowed, options) {
+		own = a
 	}
 	if sw, ok := ex.w.(*securityHeadersWriter); ok {
 		sw.ownCORS(own) // the only source of Access-Control-* headers from here on
@@ -61,7 +61,7 @@ func (c *CORS) originAllowed(origin string) bool {
 
 // setActual sets the headers of a response to an actual (non-preflight)
 // request, and reports whether the origin is allowed. The values live in
-// a, the request's own array inside the exchange (never reused), handed
+// a, the request's own array in its gateScratch (never reused), handed
 // out as capacity-limited one-element slices, so a later handler's append
 // can never write into another header's value or another request's.
 func (c *CORS) setActual(hdr http.Header, a *corsActual, origin string, allowed, options bool) bool {

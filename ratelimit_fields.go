@@ -85,7 +85,7 @@ type rlFields struct {
 // grows, so no byte under a string given out is ever written again:
 // every such string stays immutable, as Go requires of strings. A value
 // that does not fit in the arena is built on the heap as usual. The arena
-// lives inside the request's exchange, which those strings keep alive for
+// lives in the request's gateScratch, which those strings keep alive for
 // as long as the header map holds them.
 type rlField struct {
 	vals       [1]string // the header map's []string for this field

@@ -323,11 +323,11 @@ func (c *RateLimit) decide(ex *exchange) decision {
 		return *d
 	}
 	if c.Mode != modeReport {
-		hdr := ex.w.Header()
-		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, true)
-		ex.rl.policy.set(hdr, rateLimitPolicyHeader, appendPolicies(b, &sp))
-		b = ex.rl.value.extend(hdr, rateLimitHeader, true)
-		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, &sp))
+		hdr, rl := ex.w.Header(), &ex.scratch().rl
+		b := rl.policy.extend(hdr, rateLimitPolicyHeader, true)
+		rl.policy.set(hdr, rateLimitPolicyHeader, appendPolicies(b, &sp))
+		b = rl.value.extend(hdr, rateLimitHeader, true)
+		rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, &sp))
 	}
 	if ok {
 		return allow
@@ -358,11 +358,11 @@ func (c *RateLimit) decideIdentity(ex *exchange) decision {
 	}
 	if c.Mode != modeReport {
 		// Joins the per-address step's values (RFC 9651 lists).
-		hdr := ex.w.Header()
-		b := ex.rl.policy.extend(hdr, rateLimitPolicyHeader, false)
-		ex.rl.policy.set(hdr, rateLimitPolicyHeader, append(b, lim.policy...))
-		b = ex.rl.value.extend(hdr, rateLimitHeader, false)
-		ex.rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, &sp))
+		hdr, rl := ex.w.Header(), &ex.scratch().rl
+		b := rl.policy.extend(hdr, rateLimitPolicyHeader, false)
+		rl.policy.set(hdr, rateLimitPolicyHeader, append(b, lim.policy...))
+		b = rl.value.extend(hdr, rateLimitHeader, false)
+		rl.value.set(hdr, rateLimitHeader, appendRateLimitItems(b, &sp))
 	}
 	if ok {
 		return allow

@@ -322,7 +322,9 @@ func BenchmarkIdentityBudget(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				clear(w.h)
-				ex.rl = rlFields{}
+				if ex.s != nil {
+					ex.s.rl = rlFields{}
+				}
 				if d := c.decide(ex); d.Status != 0 {
 					b.Fatal(d)
 				}
