@@ -237,9 +237,10 @@ type exchange struct {
 
 // gateScratch is where the gates keep what outlives their decision: the
 // CORS header values, the RateLimit fields' bytes, auth's audit record
-// (so that recording it allocates nothing). It is allocated by the first
-// gate that needs it, so a request that only gets an ID and the security
-// headers does not carry its 500-odd bytes.
+// (so that recording it allocates nothing). It shares the exchange's
+// allocation when a gate that uses it is on (see newExchange), so a request
+// that only gets an ID and the security headers does not carry its 500-odd
+// bytes; scratch allocates one for an exchange built without it.
 type gateScratch struct {
 	corsHeaders corsActual
 	rl          rlFields
