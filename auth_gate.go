@@ -30,12 +30,13 @@ func (a *Auth) decide(ex *exchange) decision {
 	// Identity headers are sechard's alone: client-sent copies go first,
 	// whatever happens next. The API key leaves the request as soon as it
 	// is read, so it never reaches the upstream.
+	// (The names are canonical, so the map is used directly.)
 	for _, h := range identityHeaders {
-		r.Header.Del(h)
+		delete(r.Header, h)
 	}
-	keys := r.Header.Values(a.keyHeader)
+	keys := r.Header[a.keyHeader]
 	if len(keys) > 0 {
-		r.Header.Del(a.keyHeader)
+		delete(r.Header, a.keyHeader)
 	}
 
 	if a.public != nil && a.public.Match(r) {
@@ -105,7 +106,7 @@ func (a *Auth) decide(ex *exchange) decision {
 // jwt_only, a revoked token's subject) for the audit log.
 func (a *Auth) authenticate(ex *exchange, keys []string) (id *identity, cerr *credError, method string) {
 	r := ex.r
-	auth := r.Header.Values("Authorization")
+	auth := r.Header["Authorization"]
 	// 1. mTLS: a verified certificate that a client_cert line maps
 	//    decides. One that grants nothing (unmapped, expired, revoked)
 	//    lets the next credential decide, and is the answer only when

@@ -73,7 +73,6 @@ type Handler struct {
 	audit           *zap.Logger            // http.handlers.sechard.audit
 	stageLoggers    map[string]*zap.Logger // by gate name, for refusal entries
 	metrics         *handlerMetrics
-	scratchInline   bool // a gate that writes into gateScratch is on: see newExchange
 }
 
 // CaddyModule returns the Caddy module information.
@@ -96,7 +95,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.SecurityHeaders = new(SecurityHeaders)
 	}
 	h.paths = &pathStage{action: h.Paths}
-	h.scratchInline = h.CORS != nil || h.RateLimit != nil || h.Auth != nil
 	h.identityBudgets = newIdentityGate(h.RateLimit)
 	var err error
 	if h.metrics, err = newHandlerMetrics(ctx); err != nil {
@@ -259,7 +257,7 @@ func (ex *exchange) scratch() *gateScratch {
 // 600 bytes less) when only the request ID and the security headers are.
 func (h *Handler) newExchange(r *http.Request) *exchange {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !h.scratchInline {
+	if h.CORS == nil && h.RateLimit == nil && h.Auth == nil { // the gates that write into it
 		return &exchange{r: r, repl: repl}
 	}
 	both := &struct {
