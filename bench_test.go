@@ -29,12 +29,11 @@ import (
 func runHandlerBench(b *testing.B, h caddyhttp.MiddlewareHandler) {
 	r := benchRequest()
 	w := &benchWriter{h: make(http.Header, 16)}
-	server := []string{"Caddy"} // as Caddy's server sets it; shared, never written
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		clear(w.h)
-		w.h["Server"] = server
+		w.h["Server"] = benchServer
 		if err := h.ServeHTTP(w, r, benchNext); err != nil {
 			b.Fatal(err)
 		}
@@ -131,13 +130,12 @@ func BenchmarkSechardParts(b *testing.B) {
 	b.Run("headers", func(b *testing.B) {
 		r := benchRequest()
 		w := &benchWriter{h: make(http.Header, 16)}
-		server := []string{"Caddy"}
 		ex := &exchange{r: r, requestID: "0f8e2a4c-5b1d-4e7f-9a0b-1c2d3e4f5a6b"}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			clear(w.h)
-			w.h["Server"] = server
+			w.h["Server"] = benchServer
 			h.SecurityHeaders.apply(w, ex).WriteHeader(http.StatusOK)
 		}
 	})
@@ -233,20 +231,20 @@ func BenchmarkEdgeCost(b *testing.B) {
 	base.Header.Set("User-Agent", "wrk")
 	base.Header.Set("Authorization", "Bearer "+ti.sign("es256", jwttest.Claims(time.Now(), map[string]any{"scopes": []string{"read"}, "exp": time.Now().Add(30 * time.Minute).Unix()}), nil))
 
-	serve := func(h caddyhttp.MiddlewareHandler, w *benchWriter) {
+	serve := func(tb testing.TB, h caddyhttp.MiddlewareHandler, w *benchWriter) {
 		r := caddyhttp.PrepareRequest(base, caddy.NewReplacer(), w, nil)
 		r.Header = base.Header.Clone() // net/http reads every request into a map of its own
 		caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, "192.0.2.1")
 		clear(w.h)
 		w.h["Server"] = benchServer
 		if err := h.ServeHTTP(w, r, benchNext); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 
 	// The peer adds exactly what the core chain sends.
 	w := &benchWriter{h: make(http.Header, 16)}
-	serve(core, w)
+	serve(b, core, w)
 	sent := w.h.Clone()
 	if len(sent["Access-Control-Allow-Origin"]) != 1 || len(sent["Ratelimit"]) != 1 || len(sent["X-Request-Id"]) != 1 {
 		b.Fatalf("the core chain sent %v; the benchmark would measure a refusal", sent)
@@ -275,7 +273,7 @@ func BenchmarkEdgeCost(b *testing.B) {
 			w := &benchWriter{h: make(http.Header, 16)}
 			b.ReportAllocs()
 			for b.Loop() {
-				serve(bc.h, w)
+				serve(b, bc.h, w)
 			}
 			if bc.name != "nothing" && len(w.h) != len(sent) {
 				b.Fatalf("%s sent %v, want the %d fields of %v", bc.name, w.h, len(sent), sent)

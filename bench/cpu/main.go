@@ -140,7 +140,7 @@ func main() {
 		}
 	}()
 	// The core chain first: its response headers become the static config.
-	start(bin, dir, configs[2], false)
+	start(bin, dir, configs[2], *profile == configs[2].key)
 	configs[1].site = staticHeaders(configs[2], hdr)
 	if *profile != "" {
 		profileOne(bin, dir, configs, hdr)
@@ -274,12 +274,10 @@ func profileOne(bin, dir string, configs []*config, hdr []string) {
 		log.Fatalf("-profile %q: want bare, static, core, log, access_log or report", *profile)
 	}
 	c := configs[i]
-	if i == 2 {
-		c.cmd.Process.Kill() // started without the admin endpoint
-		c.cmd.Wait()
+	if i != 2 { // the core chain is running already, with the admin endpoint
+		start(bin, dir, c, true)
+		check(c, hdr)
 	}
-	start(bin, dir, c, true)
-	check(c, hdr)
 	out := "/tmp/sechard-cpu"
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		log.Fatal(err)
