@@ -177,6 +177,23 @@ func TestAuthEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("lower-case header names on the wire", func(t *testing.T) {
+		// Sent as raw bytes: the API key and spoofed identity headers in
+		// lower case are the same fields to sechard and the upstream.
+		resp, _ := rawGet(t, s, "/nl-query/x", "x-api-key", biKeyValue, "x-auth-subject", "root", "x-auth-method", "mtls")
+		expect(t, resp, 200, "")
+		h := up.Last().Header
+		if got := h.Values("X-Auth-Subject"); len(got) != 1 || got[0] != "BI_KEY" || h.Get("X-Auth-Method") != "api_key" || h.Get("X-Api-Key") != "" {
+			t.Fatalf("upstream headers %v", h)
+		}
+		// Full access sets no scopes header, so only the strip keeps the client's out.
+		resp, _ = rawGet(t, s, "/x", "x-api-key", legacyKeyValue, "x-auth-scopes", "admin:write")
+		expect(t, resp, 200, "")
+		if h := up.Last().Header; h.Get("X-Auth-Subject") != "LEGACY_KEY" || h.Get("X-Auth-Scopes") != "" {
+			t.Fatalf("upstream headers %v", h)
+		}
+	})
+
 	t.Run("attacks are rejected with 401", func(t *testing.T) {
 		n := now()
 		c := jwttest.Claims(n, nil)
